@@ -1,0 +1,376 @@
+package jwtauth
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// UnmarshalCaddyfile sets up the app from the jwtauth global option:
+//
+//	jwtauth {
+//		cookie_secret VALUE
+//		validator NAME { ... }
+//		issuer NAME { ... }
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "validator":
+			name, err := blockName(d)
+			if err != nil {
+				return err
+			}
+			if _, dup := a.Validators[name]; dup {
+				return d.Errf("validator %q defined twice", name)
+			}
+			v := new(Validator)
+			if err := v.UnmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			if a.Validators == nil {
+				a.Validators = make(map[string]*Validator)
+			}
+			a.Validators[name] = v
+		case "issuer":
+			name, err := blockName(d)
+			if err != nil {
+				return err
+			}
+			if _, dup := a.Issuers[name]; dup {
+				return d.Errf("issuer %q defined twice", name)
+			}
+			is := new(Issuer)
+			if err := is.UnmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			if a.Issuers == nil {
+				a.Issuers = make(map[string]*Issuer)
+			}
+			a.Issuers[name] = is
+		case "cookie_secret":
+			if err := oneArg(d, &a.CookieSecret); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized jwtauth option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// blockName reads the NAME of "validator NAME {" or "issuer NAME {" and
+// leaves the dispenser on it, ready for the block.
+func blockName(d *caddyfile.Dispenser) (string, error) {
+	kind := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s: a name is required", kind)
+	}
+	name := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s %s: unexpected argument %q", kind, name, d.Val())
+	}
+	return name, nil
+}
+
+// UnmarshalCaddyfile reads a validator block; the dispenser is on its name.
+func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "issuer":
+			if err := moreArgs(d, &v.Issuers); err != nil {
+				return err
+			}
+		case "audience":
+			if err := moreArgs(d, &v.Audiences); err != nil {
+				return err
+			}
+		case "algorithms":
+			if err := moreArgs(d, &v.Algorithms); err != nil {
+				return err
+			}
+		case "typ":
+			if err := moreArgs(d, &v.Types); err != nil {
+				return err
+			}
+		case "secret":
+			if err := oneArg(d, &v.Secret); err != nil {
+				return err
+			}
+		case "public_key_file":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("public_key_file: expected PATH [KID]")
+			}
+			f := PublicKeyFile{Path: args[0]}
+			if len(args) == 2 {
+				f.KID = args[1]
+			}
+			v.PublicKeyFiles = append(v.PublicKeyFiles, f)
+		case "jwks_file":
+			if err := oneArg(d, &v.JWKSFile); err != nil {
+				return err
+			}
+		case "jwks_url":
+			if v.JWKSURL != nil {
+				return d.Err("jwks_url: only one per validator")
+			}
+			r := new(RemoteJWKS)
+			if err := oneArg(d, &r.URL); err != nil {
+				return err
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				var err error
+				switch d.Val() {
+				case "refresh_interval":
+					err = durationArg(d, &r.RefreshInterval)
+				case "unknown_kid_interval":
+					err = durationArg(d, &r.UnknownKIDInterval)
+				case "timeout":
+					err = durationArg(d, &r.Timeout)
+				case "max_stale":
+					err = durationArg(d, &r.MaxStale)
+				case "max_bytes":
+					var s string
+					if err = oneArg(d, &s); err == nil {
+						r.MaxBytes, err = strconv.ParseInt(s, 10, 64)
+						if err != nil || r.MaxBytes <= 0 {
+							err = d.Errf("max_bytes: %q is not a positive integer", s)
+						}
+					}
+				default:
+					err = d.Errf("unrecognized jwks_url option %q", d.Val())
+				}
+				if err != nil {
+					return err
+				}
+			}
+			v.JWKSURL = r
+		case "issuer_keys":
+			if err := oneArg(d, &v.IssuerKeys); err != nil {
+				return err
+			}
+		case "leeway":
+			var l caddy.Duration
+			if err := durationArg(d, &l); err != nil {
+				return err
+			}
+			v.Leeway = &l
+		case "max_lifetime":
+			if err := durationArg(d, &v.MaxLifetime); err != nil {
+				return err
+			}
+		case "user_id":
+			args := d.RemainingArgs()
+			if len(args) != 2 || (args[0] != "claim" && args[0] != "static") {
+				return d.Err("user_id: expected 'claim CLAIM' or 'static VALUE'")
+			}
+			if args[0] == "claim" {
+				v.UserID = &UserIDSource{Claim: args[1]}
+			} else {
+				v.UserID = &UserIDSource{Static: args[1]}
+			}
+		case "partner_id":
+			args := d.RemainingArgs()
+			if len(args) < 2 || len(args) > 3 || args[0] != "claim" || (len(args) == 3 && args[2] != "required") {
+				return d.Err("partner_id: expected 'claim CLAIM [required]'")
+			}
+			v.PartnerID = &PartnerIDSource{Claim: args[1], Required: len(args) == 3}
+		case "require":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Err("require: expected CLAIM VALUE...")
+			}
+			v.Require = append(v.Require, ClaimRequirement{Claim: args[0], Values: args[1:]})
+		case "from_header":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("from_header: expected NAME [PREFIX]")
+			}
+			s := TokenSource{From: "header", Name: args[0]}
+			if len(args) == 2 {
+				s.Prefix = args[1]
+			}
+			v.Sources = append(v.Sources, s)
+		case "from_cookie", "from_query":
+			var name string
+			if err := oneArg(d, &name); err != nil {
+				return err
+			}
+			v.Sources = append(v.Sources, TokenSource{From: opt[len("from_"):], Name: name})
+		case "cookie":
+			if v.Cookie != nil {
+				return d.Err("cookie: only one per validator")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c := new(CookieConfig)
+			if err := c.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			v.Cookie = c
+		case "cache_size":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return d.Errf("cache_size: %q is not a non-negative integer", s)
+			}
+			v.CacheSize = &n
+		default:
+			return d.Errf("unrecognized validator option %q", opt)
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads a cookie block.
+func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for n := d.Nesting(); d.NextBlock(n); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &c.Name)
+		case "max_age":
+			err = durationArg(d, &c.MaxAge)
+		case "same_site":
+			if err = oneArg(d, &c.SameSite); err == nil {
+				if _, perr := parseSameSite(c.SameSite); perr != nil {
+					err = d.Err(perr.Error())
+				}
+			}
+		case "path":
+			err = oneArg(d, &c.Path)
+		case "insecure":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Insecure = true
+		default:
+			err = d.Errf("unrecognized cookie option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	jwt_auth [<matcher>] NAME...
+//	jwt_auth [<matcher>] [NAME...] {
+//		validator NAME...
+//		public
+//		forward_claim CLAIM HEADER
+//		forward_payload HEADER
+//		strip_token
+//		allow_cors_preflight
+//		realm VALUE
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	h.Validators = append(h.Validators, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "validator":
+			if err := moreArgs(d, &h.Validators); err != nil {
+				return err
+			}
+		case "public":
+			if err := noArgs(d, &h.Public); err != nil {
+				return err
+			}
+		case "forward_claim":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("forward_claim: expected CLAIM HEADER")
+			}
+			h.ForwardClaims = append(h.ForwardClaims, ForwardClaim{Claim: args[0], Header: args[1]})
+		case "forward_payload":
+			if err := oneArg(d, &h.ForwardPayload); err != nil {
+				return err
+			}
+		case "strip_token":
+			if err := noArgs(d, &h.StripToken); err != nil {
+				return err
+			}
+		case "allow_cors_preflight":
+			if err := noArgs(d, &h.AllowCORSPreflight); err != nil {
+				return err
+			}
+		case "realm":
+			if err := oneArg(d, &h.Realm); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized jwt_auth option %q", d.Val())
+		}
+	}
+	if len(h.Validators) == 0 {
+		return d.Err("jwt_auth: at least one validator name is required")
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: expected one argument", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: expected one argument, got also %q", opt, d.Val())
+	}
+	return nil
+}
+
+func moreArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("%s: expected at least one argument", opt)
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+func noArgs(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.Errf("unexpected argument %q", d.Val())
+	}
+	*dst = true
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: %v", opt, err)
+	}
+	if dur < 0 {
+		return d.Errf("%s: %s must not be negative", opt, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*Validator)(nil)
+)

@@ -1,0 +1,303 @@
+package jwtauth
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// This file reads JWT headers and payloads without building a map. A token's
+// header and payload are small JSON objects of which we need a handful of
+// top-level members; walking the bytes once is both faster than
+// encoding/json into map[string]any and stricter, because it sees every key:
+// duplicated or case-colliding security-relevant names are rejected instead of
+// being silently merged as encoding/json would do.
+
+var (
+	errJSONNotObject = errors.New("not a JSON object")
+	errJSONSyntax    = errors.New("malformed JSON")
+)
+
+// jsonObject is the raw bytes of a JSON object that has already passed
+// json.Valid. All accessors assume validity.
+type jsonObject []byte
+
+// each calls fn for every top-level member, with the raw (still quoted) key and
+// the raw value. It stops early when fn returns false.
+func (o jsonObject) each(fn func(rawKey, rawVal []byte) bool) error {
+	i := skipSpace(o, 0)
+	if i >= len(o) || o[i] != '{' {
+		return errJSONNotObject
+	}
+	i = skipSpace(o, i+1)
+	if i < len(o) && o[i] == '}' {
+		return nil
+	}
+	for i < len(o) {
+		ks := i
+		ke, err := skipString(o, i)
+		if err != nil {
+			return err
+		}
+		i = skipSpace(o, ke)
+		if i >= len(o) || o[i] != ':' {
+			return errJSONSyntax
+		}
+		vs := skipSpace(o, i+1)
+		ve, err := skipValue(o, vs)
+		if err != nil {
+			return err
+		}
+		if !fn(o[ks:ke], o[vs:ve]) {
+			return nil
+		}
+		i = skipSpace(o, ve)
+		if i >= len(o) {
+			return errJSONSyntax
+		}
+		if o[i] == '}' {
+			return nil
+		}
+		if o[i] != ',' {
+			return errJSONSyntax
+		}
+		i = skipSpace(o, i+1)
+	}
+	return errJSONSyntax
+}
+
+// get returns the raw value of the top-level member named exactly name.
+func (o jsonObject) get(name string) ([]byte, bool) {
+	var out []byte
+	found := false
+	_ = o.each(func(k, v []byte) bool {
+		if keyEquals(k, name) {
+			out, found = v, true
+			return false
+		}
+		return true
+	})
+	return out, found
+}
+
+// keyEquals reports whether the raw quoted key k decodes to name.
+func keyEquals(k []byte, name string) bool {
+	if len(k) == len(name)+2 && string(k[1:len(k)-1]) == name {
+		return true
+	}
+	if !hasEscape(k) {
+		return false
+	}
+	s, ok := decodeString(k)
+	return ok && s == name
+}
+
+// decodeKey returns the decoded key; it allocates only for escaped keys.
+func decodeKey(k []byte) string {
+	if !hasEscape(k) {
+		return string(k[1 : len(k)-1])
+	}
+	s, _ := decodeString(k)
+	return s
+}
+
+func hasEscape(raw []byte) bool {
+	for _, c := range raw {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeString decodes a raw JSON string value.
+func decodeString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if !hasEscape(raw) {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// decodeNumber reads a raw JSON number as seconds. Strings, booleans and
+// anything else are refused: a numeric date is a JSON number (RFC 7519 §2).
+func decodeNumber(raw []byte) (float64, bool) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	// fast path: plain non-negative integers, the common case
+	var n int64
+	plain := len(raw) <= 15
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			plain = false
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if plain {
+		return float64(n), true
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
+}
+
+// eachString calls fn for a string value, or for every string element of an
+// array value. Non-string elements are skipped. It reports whether raw was a
+// string or an array.
+func eachString(raw []byte, fn func(string) bool) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	switch raw[0] {
+	case '"':
+		s, ok := decodeString(raw)
+		if ok {
+			fn(s)
+		}
+		return ok
+	case '[':
+		i := skipSpace(raw, 1)
+		for i < len(raw) && raw[i] != ']' {
+			e, err := skipValue(raw, i)
+			if err != nil {
+				return false
+			}
+			if raw[i] == '"' {
+				if s, ok := decodeString(raw[i:e]); ok && !fn(s) {
+					return true
+				}
+			}
+			i = skipSpace(raw, e)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// claimString renders a raw claim value as a placeholder or header value:
+// strings unquoted, numbers and booleans verbatim, arrays and objects as
+// compact JSON.
+func claimString(raw []byte) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		s, _ := decodeString(raw)
+		return s
+	}
+	return string(raw)
+}
+
+// claimHas reports whether any of the strings in raw (a string, or an array
+// of strings) equals want. For space-delimited claims such as scope and scp,
+// a single string is split on spaces (RFC 8693 §4.2).
+func claimHas(raw []byte, spaceDelimited bool, want []string) bool {
+	found := false
+	eachString(raw, func(s string) bool {
+		if spaceDelimited && raw[0] == '"' {
+			for _, f := range strings.Fields(s) {
+				if contains(want, f) {
+					found = true
+					return false
+				}
+			}
+			return true
+		}
+		if contains(want, s) {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func skipString(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, errJSONSyntax
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errJSONSyntax
+}
+
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errJSONSyntax
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				e, err := skipString(b, i)
+				if err != nil {
+					return 0, err
+				}
+				i = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+		}
+		return 0, errJSONSyntax
+	default:
+		s := i
+		for i < len(b) {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				if i == s {
+					return 0, errJSONSyntax
+				}
+				return i, nil
+			}
+			i++
+		}
+		if i == s {
+			return 0, errJSONSyntax
+		}
+		return i, nil
+	}
+}

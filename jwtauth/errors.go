@@ -1,0 +1,134 @@
+package jwtauth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Rejection reasons. Each is a short, stable code: it is the value of the
+// {http.auth.jwt.error} placeholder and the "result" label of the
+// caddy_jwtauth_requests_total metric, so handle_errors and dashboards can
+// branch on it. The descriptions sent to clients never contain the token.
+const (
+	reasonMissing   = "missing"
+	reasonMalformed = "malformed"
+	reasonInvalid   = "invalid"
+	reasonExpired   = "expired"
+	reasonForbidden = "forbidden"
+)
+
+// Sentinel errors. They wrap golang-jwt's sentinels where one exists, so
+// callers can test either with errors.Is.
+var (
+	ErrTokenMissing       = errors.New("no token in request")
+	ErrTokenTooLarge      = errors.New("token too large")
+	ErrTokenMalformed     = jwt.ErrTokenMalformed
+	ErrTokenExpired       = jwt.ErrTokenExpired
+	ErrTokenNotValidYet   = jwt.ErrTokenNotValidYet
+	ErrTokenUsedBeforeIAT = jwt.ErrTokenUsedBeforeIssued
+	ErrTokenSignature     = jwt.ErrTokenSignatureInvalid
+	ErrTokenUnverifiable  = jwt.ErrTokenUnverifiable
+	ErrTokenInvalidClaims = jwt.ErrTokenInvalidClaims
+	ErrInvalidIssuer      = jwt.ErrTokenInvalidIssuer
+	ErrInvalidAudience    = jwt.ErrTokenInvalidAudience
+	ErrInsufficientScope  = errors.New("insufficient scope")
+	ErrConflictingTokens  = errors.New("request carries more than one token")
+	ErrUserConflict       = errors.New("request already authenticated as another user")
+	ErrCookieInvalid      = errors.New("invalid identity cookie")
+	ErrCrossOrigin        = errors.New("cross-origin request authenticated by cookie")
+	ErrRevoked            = errors.New("token revoked")
+)
+
+// authError is a rejection with everything needed to answer it.
+type authError struct {
+	status int    // HTTP status
+	code   string // RFC 6750 error code, empty when the token is missing
+	reason string // short reason code, see the reason* constants
+	desc   string // human-readable, never contains the token
+	err    error  // wrapped sentinel
+}
+
+func (e *authError) Error() string { return e.desc }
+func (e *authError) Unwrap() error { return e.err }
+
+func invalidToken(reason string, err error, desc string) *authError {
+	return &authError{status: http.StatusUnauthorized, code: "invalid_token", reason: reason, desc: desc, err: err}
+}
+
+// reject classifies err as an authError.
+func reject(err error) *authError {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	switch {
+	case errors.Is(err, ErrTokenMissing):
+		return &authError{status: http.StatusUnauthorized, reason: reasonMissing, desc: "no token", err: err}
+	case errors.Is(err, ErrTokenExpired):
+		return invalidToken(reasonExpired, err, "token expired")
+	case errors.Is(err, ErrTokenMalformed), errors.Is(err, ErrTokenTooLarge):
+		return invalidToken(reasonMalformed, err, err.Error())
+	case errors.Is(err, ErrInsufficientScope):
+		return &authError{status: http.StatusForbidden, code: "insufficient_scope", reason: reasonForbidden, desc: err.Error(), err: err}
+	case errors.Is(err, ErrConflictingTokens):
+		return &authError{status: http.StatusBadRequest, code: "invalid_request", reason: reasonMalformed, desc: err.Error(), err: err}
+	case errors.Is(err, ErrCrossOrigin):
+		return &authError{status: http.StatusForbidden, code: "invalid_request", reason: reasonForbidden, desc: err.Error(), err: err}
+	}
+	return invalidToken(reasonInvalid, err, err.Error())
+}
+
+// wwwAuthenticate renders the RFC 6750 §3 challenge.
+func (e *authError) wwwAuthenticate(realm string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm="`)
+	b.WriteString(quoteEscape(realm))
+	b.WriteByte('"')
+	if e.code != "" {
+		b.WriteString(`, error="`)
+		b.WriteString(e.code)
+		b.WriteString(`", error_description="`)
+		b.WriteString(quoteEscape(e.desc))
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+// quoteEscape makes s safe inside a quoted-string: RFC 6750 restricts
+// error_description to printable ASCII without '"' and '\'.
+func quoteEscape(s string) string {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b[i] = '\''
+		}
+	}
+	return string(b)
+}
+
+// writeJSONError answers an endpoint error as
+// {"error": CODE, "error_description": TEXT} (RFC 6749 §5.2 shape).
+func writeJSONError(w http.ResponseWriter, status int, code, desc string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, desc})
+}

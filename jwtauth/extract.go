@@ -1,0 +1,184 @@
+package jwtauth
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// TokenSource is one place a token may be found in a request.
+type TokenSource struct {
+	// One of "header", "cookie" or "query".
+	From string `json:"from"`
+
+	// Header, cookie or query parameter name.
+	Name string `json:"name"`
+
+	// For headers: the authentication scheme that must precede the token,
+	// compared case-insensitively (RFC 7235), e.g. "Bearer". Empty means
+	// the whole header value is the token. Default: empty.
+	Prefix string `json:"prefix,omitempty"`
+
+	canonical string
+}
+
+func (s *TokenSource) provision() {
+	if s.From == "header" {
+		s.canonical = textproto.CanonicalMIMEHeaderKey(s.Name)
+	}
+}
+
+func (s *TokenSource) validate() error {
+	switch s.From {
+	case "header", "cookie", "query":
+	default:
+		return fmt.Errorf("token source %q: must be header, cookie or query", s.From)
+	}
+	if s.Name == "" {
+		return fmt.Errorf("token source %s: name is required", s.From)
+	}
+	if s.From != "header" && s.Prefix != "" {
+		return fmt.Errorf("token source %s %s: only headers take a prefix", s.From, s.Name)
+	}
+	if strings.ContainsAny(s.Prefix, " \t") {
+		return fmt.Errorf("token source header %s: prefix %q must be a single word", s.Name, s.Prefix)
+	}
+	return nil
+}
+
+// fromHeaderValue returns the token in one header value, or "" when the value
+// is not for this source (another scheme, or a scheme where none is expected).
+func (s *TokenSource) fromHeaderValue(val string) string {
+	val = strings.TrimSpace(val)
+	if s.Prefix == "" {
+		if strings.ContainsAny(val, " \t") {
+			return ""
+		}
+		return val
+	}
+	if len(val) <= len(s.Prefix) || !strings.EqualFold(val[:len(s.Prefix)], s.Prefix) || (val[len(s.Prefix)] != ' ' && val[len(s.Prefix)] != '\t') {
+		return ""
+	}
+	return strings.TrimSpace(val[len(s.Prefix)+1:])
+}
+
+// extracted is a token and the source it came from.
+type extracted struct {
+	token string
+	src   *TokenSource
+}
+
+// extractToken finds the request's token. All header sources are read: two
+// different tokens, or one header repeated with different tokens, make the
+// request ambiguous, and it is refused rather than guessed at (RFC 6750 §3.1
+// invalid_request). Cookie and query sources are read, in order, only when
+// no header carries a token.
+func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
+	var found extracted
+	for i := range sources {
+		s := &sources[i]
+		if s.From != "header" {
+			continue
+		}
+		for _, val := range r.Header[s.canonical] {
+			tok := s.fromHeaderValue(val)
+			if tok == "" {
+				continue
+			}
+			if found.token != "" && found.token != tok {
+				return extracted{}, ErrConflictingTokens
+			}
+			if found.token == "" {
+				found = extracted{token: tok, src: s}
+			}
+		}
+	}
+	if found.token != "" {
+		return found, nil
+	}
+	for i := range sources {
+		s := &sources[i]
+		switch s.From {
+		case "cookie":
+			if c, err := r.Cookie(s.Name); err == nil && c.Value != "" {
+				return extracted{token: c.Value, src: s}, nil
+			}
+		case "query":
+			if r.URL.RawQuery == "" {
+				continue
+			}
+			if tok := r.URL.Query().Get(s.Name); tok != "" {
+				return extracted{token: tok, src: s}, nil
+			}
+		}
+	}
+	return extracted{}, ErrTokenMissing
+}
+
+// strip removes the token from the request, so the next handler and any
+// upstream never see it.
+func (e extracted) strip(r *http.Request) {
+	switch e.src.From {
+	case "header":
+		r.Header.Del(e.src.canonical)
+	case "cookie":
+		removeCookie(r, e.src.Name)
+	case "query":
+		q := r.URL.Query()
+		q.Del(e.src.Name)
+		r.URL.RawQuery = q.Encode()
+		r.RequestURI = r.URL.RequestURI()
+	}
+}
+
+// removeCookie rewrites the Cookie header without the named cookie.
+func removeCookie(r *http.Request, name string) {
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if c.Name != name {
+			r.AddCookie(c)
+		}
+	}
+}
+
+// normalizeHeaderName folds a header name so that spellings a backend might
+// treat alike (case, '_' versus '-') compare equal.
+func normalizeHeaderName(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// sameHeaderName reports whether header name k equals norm (already passed
+// through normalizeHeaderName) once normalized, without allocating.
+func sameHeaderName(k, norm string) bool {
+	if len(k) != len(norm) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != norm[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripHeaders deletes every incoming header whose name matches one of names
+// (normalized), so a client cannot pass a header that upstreams would take
+// for one we set.
+func stripHeaders(h http.Header, names []string) {
+	for k := range h {
+		for _, n := range names {
+			if sameHeaderName(k, n) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,271 @@
+package jwtauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// RemoteJWKS configures keys fetched from a JWKS endpoint.
+type RemoteJWKS struct {
+	// URL of the JWK Set. It is the only address ever contacted for keys:
+	// jku, x5u, jwk and x5c token headers are ignored. https is required
+	// unless the host is a loopback address.
+	URL string `json:"url"`
+
+	// How often the set is fetched again. Default: 1h.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+
+	// A token with a kid that is not in the set triggers at most one
+	// refresh per this interval, so garbage kids cannot make us hammer the
+	// endpoint. Default: 5m.
+	UnknownKIDInterval caddy.Duration `json:"unknown_kid_interval,omitempty"`
+
+	// Timeout of one fetch. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// When the endpoint keeps failing, the last good keys are used for at
+	// most this long after the last successful fetch; past it every token
+	// is refused (fail closed). Default: 24h.
+	MaxStale caddy.Duration `json:"max_stale,omitempty"`
+
+	// Largest response body accepted, in bytes. Default: 1048576 (1 MiB).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+}
+
+func (r *RemoteJWKS) setDefaults() {
+	if r.RefreshInterval <= 0 {
+		r.RefreshInterval = caddy.Duration(time.Hour)
+	}
+	if r.UnknownKIDInterval <= 0 {
+		r.UnknownKIDInterval = caddy.Duration(5 * time.Minute)
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = caddy.Duration(10 * time.Second)
+	}
+	if r.MaxStale <= 0 {
+		r.MaxStale = caddy.Duration(24 * time.Hour)
+	}
+	if r.MaxBytes <= 0 {
+		r.MaxBytes = 1 << 20
+	}
+}
+
+func (r *RemoteJWKS) validate() error {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return fmt.Errorf("jwks_url: %w", err)
+	}
+	if u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("jwks_url %q: must be an absolute http(s) URL", r.URL)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("jwks_url %q: keys must be fetched over https (plain http is allowed only for loopback hosts)", r.URL)
+	}
+	if time.Duration(r.MaxStale) < time.Duration(r.RefreshInterval) {
+		return fmt.Errorf("jwks_url: max_stale (%s) shorter than refresh_interval (%s) would drop keys between refreshes", time.Duration(r.MaxStale), time.Duration(r.RefreshInterval))
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// jwksPool shares remote key sets across config reloads, so a reload neither
+// drops the cached keys nor fetches them again, and refresh goroutines stop
+// when the last config that uses them is unloaded.
+var jwksPool = caddy.NewUsagePool()
+
+// remoteKeys is a live, refreshed copy of a remote JWK Set.
+type remoteKeys struct {
+	cfg     RemoteJWKS
+	allowed algSet
+	client  *http.Client
+	logger  *zap.Logger
+	now     func() time.Time
+	label   string // validator name, for metrics
+
+	keys        atomic.Pointer[keySet]
+	lastOK      atomic.Int64 // unix nanoseconds of the last successful fetch
+	lastUnknown atomic.Int64 // unix nanoseconds of the last unknown-kid refresh
+	generation  atomic.Uint64
+
+	mu       sync.Mutex // one fetch at a time
+	inflight chan struct{}
+
+	cancel context.CancelFunc
+	ctx    context.Context
+	done   chan struct{}
+}
+
+func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Logger, now func() time.Time) *remoteKeys {
+	ctx, cancel := context.WithCancel(context.Background())
+	rk := &remoteKeys{
+		cfg:     cfg,
+		allowed: allowed,
+		logger:  logger,
+		now:     now,
+		label:   label,
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	origin, _ := url.Parse(cfg.URL)
+	rk.client = &http.Client{
+		Timeout: time.Duration(cfg.Timeout),
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			// follow only same-origin redirects, never a downgrade
+			if req.URL.Scheme != origin.Scheme || req.URL.Host != origin.Host {
+				return fmt.Errorf("refusing redirect from %s to another origin %s", origin.Host, req.URL.Host)
+			}
+			if len(via) >= 3 {
+				return errors.New("too many redirects")
+			}
+			return nil
+		},
+	}
+	return rk
+}
+
+// start fetches once and launches the refresh loop. A failing first fetch
+// does not stop Caddy from starting: no key means every token is refused
+// (fail closed), and the loop and unknown-kid refreshes keep trying.
+func (rk *remoteKeys) start() {
+	_ = rk.refresh(rk.ctx) // errors already logged and counted
+	go rk.loop()
+}
+
+func (rk *remoteKeys) loop() {
+	defer close(rk.done)
+	t := time.NewTicker(time.Duration(rk.cfg.RefreshInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-rk.ctx.Done():
+			return
+		case <-t.C:
+			_ = rk.refresh(rk.ctx)
+		}
+	}
+}
+
+// Destruct stops the refresh loop; the usage pool calls it when the last
+// config using these keys is unloaded.
+func (rk *remoteKeys) Destruct() error {
+	rk.cancel()
+	<-rk.done
+	return nil
+}
+
+// refresh fetches the set. Concurrent callers share one fetch.
+func (rk *remoteKeys) refresh(ctx context.Context) error {
+	rk.mu.Lock()
+	if ch := rk.inflight; ch != nil {
+		rk.mu.Unlock()
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ch := make(chan struct{})
+	rk.inflight = ch
+	rk.mu.Unlock()
+	defer func() {
+		rk.mu.Lock()
+		rk.inflight = nil
+		rk.mu.Unlock()
+		close(ch)
+	}()
+
+	keys, err := rk.fetch(ctx)
+	if err != nil {
+		jwksFetches.WithLabelValues(rk.label, "error").Inc()
+		if c := rk.logger.Check(zap.ErrorLevel, "fetching JWKS failed; keeping the previous keys until max_stale"); c != nil {
+			c.Write(zap.String("validator", rk.label), zap.String("url", rk.cfg.URL), zap.Error(err))
+		}
+		return err
+	}
+	jwksFetches.WithLabelValues(rk.label, "ok").Inc()
+	rk.keys.Store(newKeySet(keys))
+	rk.generation.Add(1)
+	rk.lastOK.Store(rk.now().UnixNano())
+	return nil
+}
+
+func (rk *remoteKeys) fetch(ctx context.Context) ([]*verKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(rk.cfg.Timeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rk.cfg.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := rk.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("unexpected status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, rk.cfg.MaxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > rk.cfg.MaxBytes {
+		return nil, fmt.Errorf("JWKS larger than %d bytes", rk.cfg.MaxBytes)
+	}
+	keys, problems, err := parseJWKS(body, rk.allowed, "jwks_url")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		if c := rk.logger.Check(zap.WarnLevel, "skipping unusable JWKS key"); c != nil {
+			c.Write(zap.String("validator", rk.label), zap.Error(p))
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("JWKS holds no usable signing key")
+	}
+	return keys, nil
+}
+
+// current returns the keys, or nil once they are older than max_stale.
+func (rk *remoteKeys) current() *keySet {
+	last := rk.lastOK.Load()
+	if last == 0 || rk.now().UnixNano()-last > int64(rk.cfg.MaxStale) {
+		return nil
+	}
+	return rk.keys.Load()
+}
+
+// refreshForUnknownKID refreshes the set for a kid we do not know, at most
+// once per unknown_kid_interval, and reports whether it did.
+func (rk *remoteKeys) refreshForUnknownKID() bool {
+	now := rk.now().UnixNano()
+	last := rk.lastUnknown.Load()
+	if last != 0 && now-last < int64(rk.cfg.UnknownKIDInterval) {
+		return false
+	}
+	if !rk.lastUnknown.CompareAndSwap(last, now) {
+		return false // another request won the slot
+	}
+	return rk.refresh(rk.ctx) == nil
+}

@@ -1,0 +1,784 @@
+package jwtauth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// maxTokenSize bounds a token before any parsing: no legitimate access token
+// comes near it, and a bound keeps decoding cost predictable.
+const maxTokenSize = 8 << 10
+
+// Validator is a named set of rules a token must satisfy. Validators are
+// defined once in the jwtauth app and referenced by name from jwt_auth
+// handlers. Every field is checked when Caddy loads the config: a validator
+// that cannot be enforced safely stops Caddy from starting.
+type Validator struct {
+	// Accepted values of the iss claim; the claim must equal one of them
+	// exactly. Required, unless IssuerKeys supplies it.
+	Issuers []string `json:"issuers,omitempty"`
+
+	// Accepted audiences; the aud claim (a string or an array) must contain
+	// at least one. Required, unless IssuerKeys supplies them.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// Allow-list of JWS algorithms. The alg in a token's header only
+	// selects among these; it never widens them. "none" cannot be listed.
+	// Default: derived from the configured keys (HS256/384/512 as far as
+	// the secret is long enough; RS*/PS* for RSA; ES256/384/512 by curve;
+	// EdDSA for Ed25519; for a remote JWKS, per key from its type and alg).
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// HMAC secret. Supports {env.*} and {file.*} placeholders, which must
+	// resolve to a non-empty value. It must be at least 32, 48 or 64 bytes
+	// for HS256, HS384 or HS512. Never logged. Default: none.
+	Secret string `json:"secret,omitempty"`
+
+	// PEM files with public keys (PKIX, PKCS#1 or a certificate): RSA of
+	// at least 2048 bits, EC P-256/384/521 or Ed25519. Default: none.
+	PublicKeyFiles []PublicKeyFile `json:"public_key_files,omitempty"`
+
+	// A local JWK Set file, read at load. Default: none.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// A remote JWK Set, refreshed in the background. Default: none.
+	JWKSURL *RemoteJWKS `json:"jwks_url,omitempty"`
+
+	// Name of a jwt_issuer in this app whose keys, iss and audiences to
+	// trust, without any network round trip. Default: none.
+	IssuerKeys string `json:"issuer_keys,omitempty"`
+
+	// Clock skew tolerated when checking exp, nbf and iat. Default: 30s.
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
+
+	// If set, tokens whose exp minus iat exceeds it are refused, and iat
+	// becomes required. Default: no limit.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// Allow-list for the typ header, compared case-insensitively, with or
+	// without an "application/" prefix (RFC 8725 §3.11), e.g. "at+jwt".
+	// Default: any typ, or none.
+	Types []string `json:"types,omitempty"`
+
+	// Where the user id comes from. Default: the sub claim.
+	UserID *UserIDSource `json:"user_id,omitempty"`
+
+	// Where the partner id comes from. Default: no partner id.
+	PartnerID *PartnerIDSource `json:"partner_id,omitempty"`
+
+	// Authorization rules: every rule must hold, or the request is refused
+	// with 403 insufficient_scope. Default: none.
+	Require []ClaimRequirement `json:"require,omitempty"`
+
+	// Ordered token sources. Default: the Authorization header with the
+	// Bearer scheme.
+	Sources []TokenSource `json:"sources,omitempty"`
+
+	// Cookie mode: after a token is accepted from a header, the verified
+	// identity is returned as a signed HttpOnly cookie that authenticates
+	// later requests. Default: off.
+	Cookie *CookieConfig `json:"cookie,omitempty"`
+
+	// Largest number of verified tokens remembered, so a token that is sent
+	// again is not verified again. 0 disables the cache. Default: 10000.
+	CacheSize *int `json:"cache_size,omitempty"`
+
+	name      string
+	allowed   algSet // union of algorithms any key may verify
+	static    *keySet
+	remote    *remoteKeys
+	remoteKey string // usage pool key
+	issuer    localIssuer
+	leeway    time.Duration
+	tracked   []string // claims whose duplicates or case-variants are refused
+	now       func() time.Time
+	logger    *zap.Logger
+	cookieKey []byte
+	cache     *tokenCache
+	counters  resultCounters
+}
+
+// PublicKeyFile is a PEM public key, optionally with the kid it answers to.
+type PublicKeyFile struct {
+	// Path of the PEM file.
+	Path string `json:"path"`
+	// Key ID; tokens whose kid matches use this key. Default: matches any
+	// kid.
+	KID string `json:"kid,omitempty"`
+}
+
+// UserIDSource chooses the user id: from a claim or a fixed value (the OCA
+// auth_jwt "static" strategy).
+type UserIDSource struct {
+	// Claim holding the user id; its string or number value is used.
+	// Default: sub.
+	Claim string `json:"claim,omitempty"`
+	// Fixed user id for every accepted token. Default: none.
+	Static string `json:"static,omitempty"`
+}
+
+// PartnerIDSource chooses the partner id (OCA partner_id_strategy).
+type PartnerIDSource struct {
+	// Claim holding the partner id.
+	Claim string `json:"claim"`
+	// If true, a token without the claim is refused with 401. Default:
+	// false.
+	Required bool `json:"required,omitempty"`
+}
+
+// ClaimRequirement demands that a claim holds one of the values.
+type ClaimRequirement struct {
+	// Claim name. For scope and scp, a space-delimited string is split.
+	Claim string `json:"claim"`
+	// Accepted values; a string claim must equal one, an array claim must
+	// contain one.
+	Values []string `json:"values"`
+}
+
+// localIssuer is what a validator bound with issuer_keys needs from a local
+// jwt_issuer.
+type localIssuer interface {
+	verificationKeys() *keySet
+	issuerClaim() string
+	issuedAudiences() []string
+	// revoked reports whether the session sid has been revoked; it is
+	// false for every sid when revoke_access_tokens is off.
+	revoked(sid string) bool
+}
+
+// registeredClaims are always guarded against duplicates and case variants;
+// sid is included because revocation keys on it.
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid"}
+
+// provision prepares v. The owning app calls it.
+func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
+	v.name = name
+	v.logger = app.logger
+	v.now = app.now
+	if v.now == nil {
+		v.now = time.Now
+	}
+	v.leeway = 30 * time.Second
+	if v.Leeway != nil {
+		v.leeway = time.Duration(*v.Leeway)
+	}
+	if v.UserID == nil {
+		v.UserID = &UserIDSource{Claim: "sub"}
+	}
+	if len(v.Sources) == 0 {
+		v.Sources = []TokenSource{{From: "header", Name: "Authorization", Prefix: "Bearer"}}
+	}
+	for i := range v.Sources {
+		v.Sources[i].provision()
+	}
+
+	v.tracked = append([]string{}, registeredClaims...)
+	if v.UserID.Claim != "" && !contains(v.tracked, v.UserID.Claim) {
+		v.tracked = append(v.tracked, v.UserID.Claim)
+	}
+	if v.PartnerID != nil && !contains(v.tracked, v.PartnerID.Claim) {
+		v.tracked = append(v.tracked, v.PartnerID.Claim)
+	}
+	for _, rq := range v.Require {
+		if !contains(v.tracked, rq.Claim) {
+			v.tracked = append(v.tracked, rq.Claim)
+		}
+	}
+	if len(v.tracked) > 64 {
+		return fmt.Errorf("too many distinct claims configured (%d > 64)", len(v.tracked))
+	}
+
+	var configured algSet
+	for _, n := range v.Algorithms {
+		a := lookupAlg(n)
+		if a == nil {
+			if strings.EqualFold(n, "none") {
+				return fmt.Errorf(`algorithm "none" is never accepted`)
+			}
+			return fmt.Errorf("unknown algorithm %q", n)
+		}
+		configured |= 1 << a.bit
+	}
+
+	var keys []*verKey
+	if v.Secret != "" {
+		secret, err := caddy.NewReplacer().ReplaceOrErr(v.Secret, true, true)
+		if err != nil {
+			return fmt.Errorf("secret: %w", err)
+		}
+		k, err := newVerKey("", []byte(secret), configured, "", "secret")
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	for _, f := range v.PublicKeyFiles {
+		pub, err := loadPEMKey(f.Path)
+		if err != nil {
+			return fmt.Errorf("public_key_file: %w", err)
+		}
+		k, err := newVerKey(f.KID, pub, configured, "", "public_key_file "+f.Path)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	if v.JWKSFile != "" {
+		raw, err := os.ReadFile(v.JWKSFile)
+		if err != nil {
+			return fmt.Errorf("jwks_file: %w", err)
+		}
+		fk, problems, err := parseJWKS(raw, configured, "jwks_file "+v.JWKSFile)
+		if err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return problems[0]
+		}
+		if len(fk) == 0 {
+			return fmt.Errorf("jwks_file %s: no signing key", v.JWKSFile)
+		}
+		keys = append(keys, fk...)
+	}
+	for _, k := range keys {
+		v.allowed |= k.algs
+	}
+	if len(keys) > 0 {
+		v.static = newKeySet(keys)
+	}
+
+	if v.IssuerKeys != "" {
+		iss, err := app.localIssuer(v.IssuerKeys)
+		if err != nil {
+			return fmt.Errorf("issuer_keys: %w", err)
+		}
+		v.issuer = iss
+		if len(v.Issuers) == 0 {
+			v.Issuers = []string{iss.issuerClaim()}
+		}
+		if len(v.Audiences) == 0 {
+			v.Audiences = iss.issuedAudiences()
+		}
+		for _, k := range iss.verificationKeys().all {
+			if configured != 0 && k.algs&configured == 0 {
+				return fmt.Errorf("issuer_keys %q signs with %s, which the configured algorithms exclude", v.IssuerKeys, strings.Join(k.algs.names(), ", "))
+			}
+			v.allowed |= k.algs
+		}
+	}
+
+	if v.JWKSURL != nil {
+		cfg := *v.JWKSURL
+		cfg.setDefaults()
+		if err := cfg.validate(); err != nil {
+			return err
+		}
+		*v.JWKSURL = cfg
+		raw, _ := json.Marshal(cfg)
+		v.remoteKey = name + "\x00" + string(raw) + "\x00" + fmt.Sprint(configured)
+		val, _, err := jwksPool.LoadOrNew(v.remoteKey, func() (caddy.Destructor, error) {
+			rk := newRemoteKeys(cfg, configured, name, v.logger, v.now)
+			rk.start()
+			return rk, nil
+		})
+		if err != nil {
+			return err
+		}
+		v.remote = val.(*remoteKeys)
+		if configured != 0 {
+			v.allowed |= configured
+		} else {
+			v.allowed |= ^algSet(0) &^ familyAlgs(famHMAC)
+		}
+	}
+
+	if v.static == nil && v.remote == nil && v.issuer == nil {
+		return fmt.Errorf("no key: set secret, public_key_file, jwks_file, jwks_url or issuer_keys")
+	}
+	// every configured algorithm must be verifiable by some key, unless
+	// keys arrive later from a remote set
+	if configured != 0 && v.remote == nil {
+		for _, a := range algorithms {
+			if configured.has(a) && !v.allowed.has(a) {
+				return fmt.Errorf("algorithm %s is configured but no key can verify it", a.name)
+			}
+		}
+	}
+	if len(v.Issuers) == 0 {
+		return fmt.Errorf("issuer is required")
+	}
+	for _, s := range v.Issuers {
+		if s == "" {
+			return fmt.Errorf("issuer must not be empty")
+		}
+	}
+	if len(v.Audiences) == 0 {
+		return fmt.Errorf("audience is required")
+	}
+	for _, s := range v.Audiences {
+		if s == "" {
+			return fmt.Errorf("audience must not be empty")
+		}
+	}
+	if v.UserID.Claim == "" && v.UserID.Static == "" {
+		return fmt.Errorf("user_id: a claim or a static value is required")
+	}
+	if v.UserID.Claim != "" && v.UserID.Static != "" {
+		return fmt.Errorf("user_id: claim and static are exclusive")
+	}
+	if v.PartnerID != nil && v.PartnerID.Claim == "" {
+		return fmt.Errorf("partner_id: claim is required")
+	}
+	for _, rq := range v.Require {
+		if rq.Claim == "" || len(rq.Values) == 0 {
+			return fmt.Errorf("require: a claim and at least one value are required")
+		}
+	}
+	for _, s := range v.Sources {
+		if err := s.validate(); err != nil {
+			return err
+		}
+	}
+	if v.Cookie != nil {
+		if err := v.Cookie.provision(); err != nil {
+			return fmt.Errorf("cookie: %w", err)
+		}
+		v.cookieKey = app.cookieKey
+	}
+	size := 10000
+	if v.CacheSize != nil {
+		size = *v.CacheSize
+	}
+	if size < 0 {
+		return fmt.Errorf("cache_size must not be negative")
+	}
+	if size > 0 {
+		v.cache = newTokenCache(size)
+	}
+	v.counters = newResultCounters(name)
+	return nil
+}
+
+// cleanup releases the shared remote key set.
+func (v *Validator) cleanup() {
+	if v.remote != nil {
+		_, _ = jwksPool.Delete(v.remoteKey)
+		v.remote = nil
+	}
+}
+
+// identity is a verified token (or identity cookie). It is immutable once
+// built, so it can be shared by the cache and concurrent requests.
+type identity struct {
+	v          *Validator
+	token      string     // the exact token; empty for a cookie
+	payloadB64 string     // the token's payload segment
+	payload    jsonObject // its decoded JSON
+	exp        time.Time
+	userID     string
+	partnerID  string
+	sid        string
+	key        *verKey // the key that verified it; nil for a cookie
+	gen        uint64  // remote key generation at verification
+}
+
+// claim returns a claim rendered as a string.
+func (id *identity) claim(name string) (string, bool) {
+	raw, ok := id.payload.get(name)
+	if !ok {
+		return "", false
+	}
+	return claimString(raw), true
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// header holds what we read from a JOSE header.
+type header struct {
+	alg *algInfo
+	kid string
+}
+
+// verify checks a token and returns the identity it carries. It never
+// consults the token for anything but the kid and an alg that must already be
+// allowed: cheap structural and claim checks run first, so an expired or
+// foreign token never costs a key lookup, a JWKS fetch or a signature check.
+func (v *Validator) verify(tok string) (*identity, error) {
+	if len(tok) > maxTokenSize {
+		return nil, ErrTokenTooLarge
+	}
+	now := v.now()
+	if v.cache != nil {
+		if id := v.cache.get(tok); id != nil {
+			if err := v.stillValid(id, now); err == nil {
+				return id, nil
+			}
+			v.cache.remove(tok)
+		}
+	}
+	d1 := strings.IndexByte(tok, '.')
+	if d1 < 0 {
+		return nil, malformed("not a compact JWS")
+	}
+	d2 := strings.IndexByte(tok[d1+1:], '.')
+	if d2 < 0 {
+		return nil, malformed("not a compact JWS")
+	}
+	d2 += d1 + 1
+	if strings.IndexByte(tok[d2+1:], '.') >= 0 {
+		return nil, malformed("not a compact JWS: too many segments")
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return nil, malformed("token is not base64url")
+		}
+	}
+
+	var hbuf [512]byte
+	hdr, err := decodeSegment(hbuf[:], tok[:d1])
+	if err != nil {
+		return nil, malformed("header is not strict base64url")
+	}
+	h, err := v.parseHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+
+	payload, err := b64.DecodeString(tok[d1+1 : d2])
+	if err != nil {
+		return nil, malformed("payload is not strict base64url")
+	}
+	id := &identity{v: v, token: tok, payloadB64: tok[d1+1 : d2], payload: payload}
+	if err := v.checkClaims(id, now); err != nil {
+		return nil, err
+	}
+
+	var sbuf [1024]byte
+	sig, err := decodeSegment(sbuf[:], tok[d2+1:])
+	if err != nil {
+		return nil, malformed("signature is not strict base64url")
+	}
+	key, gen, err := v.findKeyAndVerify(h, tok[:d2], sig)
+	if err != nil {
+		return nil, err
+	}
+	id.key, id.gen = key, gen
+	if err := v.checkIdentity(id); err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(id)
+	}
+	return id, nil
+}
+
+func malformed(desc string) error {
+	return invalidToken(reasonMalformed, ErrTokenMalformed, desc)
+}
+
+func decodeSegment(buf []byte, seg string) ([]byte, error) {
+	if b64.DecodedLen(len(seg)) > len(buf) {
+		return b64.DecodeString(seg)
+	}
+	n, err := b64.Decode(buf, []byte(seg))
+	return buf[:n], err
+}
+
+// parseHeader reads alg and kid, refusing crit, duplicated or case-colliding
+// members, an alg outside the allow-list and an unexpected typ. jku, x5u, jwk
+// and x5c are ignored: keys come only from configuration.
+func (v *Validator) parseHeader(raw []byte) (header, error) {
+	var h header
+	if !json.Valid(raw) {
+		return h, malformed("header is not JSON")
+	}
+	var alg, typ []byte
+	var seen uint8
+	var bad string
+	err := jsonObject(raw).each(func(k, val []byte) bool {
+		name := decodeKey(k)
+		for i, want := range [...]string{"alg", "kid", "typ", "crit"} {
+			if name == want {
+				if seen&(1<<i) != 0 {
+					bad = "duplicate " + want + " header"
+					return false
+				}
+				seen |= 1 << i
+				switch i {
+				case 0:
+					alg = val
+				case 1:
+					kid, ok := decodeString(val)
+					if !ok {
+						bad = "kid is not a string"
+						return false
+					}
+					h.kid = kid
+				case 2:
+					typ = val
+				case 3:
+					bad = "crit header is not supported"
+					return false
+				}
+			} else if strings.EqualFold(name, want) {
+				bad = "header " + name + " collides with " + want
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return h, malformed("header is not a JSON object")
+	}
+	if bad != "" {
+		return h, malformed(bad)
+	}
+	name, ok := decodeString(alg)
+	if !ok {
+		return h, malformed("alg missing")
+	}
+	h.alg = lookupAlg(name)
+	if h.alg == nil || !v.allowed.has(h.alg) {
+		return h, invalidToken(reasonInvalid, ErrTokenUnverifiable, "algorithm not allowed")
+	}
+	if len(v.Types) > 0 {
+		t, ok := decodeString(typ)
+		if !ok || !typeAllowed(v.Types, t) {
+			return h, invalidToken(reasonInvalid, ErrTokenUnverifiable, "typ not allowed")
+		}
+	}
+	return h, nil
+}
+
+func typeAllowed(allowed []string, t string) bool {
+	t = strings.TrimPrefix(strings.ToLower(t), "application/")
+	for _, a := range allowed {
+		if strings.EqualFold(strings.TrimPrefix(strings.ToLower(a), "application/"), t) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkClaims validates the payload before any key is touched: structure,
+// duplicates, exp/nbf/iat, iss and aud. It fills id.exp and id.sid.
+func (v *Validator) checkClaims(id *identity, now time.Time) error {
+	if !json.Valid(id.payload) {
+		return malformed("payload is not JSON")
+	}
+	var exp, nbf, iat, iss, aud, sid []byte
+	var seen uint64
+	var bad string
+	err := id.payload.each(func(k, val []byte) bool {
+		name := decodeKey(k)
+		for i, want := range v.tracked {
+			if name == want {
+				if seen&(1<<i) != 0 {
+					bad = "duplicate " + want + " claim"
+					return false
+				}
+				seen |= 1 << i
+			} else if strings.EqualFold(name, want) {
+				bad = "claim " + name + " collides with " + want
+				return false
+			}
+		}
+		switch name {
+		case "exp":
+			exp = val
+		case "nbf":
+			nbf = val
+		case "iat":
+			iat = val
+		case "iss":
+			iss = val
+		case "aud":
+			aud = val
+		case "sid":
+			sid = val
+		}
+		return true
+	})
+	if err != nil {
+		return malformed("payload is not a JSON object")
+	}
+	if bad != "" {
+		return malformed(bad)
+	}
+
+	if exp == nil {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
+	}
+	expF, ok := decodeNumber(exp)
+	if !ok {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp is not a number")
+	}
+	id.exp = numericDate(expF)
+	if !now.Before(id.exp.Add(v.leeway)) {
+		return invalidToken(reasonExpired, ErrTokenExpired, "token expired")
+	}
+	if nbf != nil {
+		f, ok := decodeNumber(nbf)
+		if !ok {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "nbf is not a number")
+		}
+		if now.Add(v.leeway).Before(numericDate(f)) {
+			return invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
+		}
+	}
+	if iat != nil {
+		f, ok := decodeNumber(iat)
+		if !ok {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat is not a number")
+		}
+		issued := numericDate(f)
+		if now.Add(v.leeway).Before(issued) {
+			return invalidToken(reasonInvalid, ErrTokenUsedBeforeIAT, "token used before issued")
+		}
+		if v.MaxLifetime > 0 && id.exp.Sub(issued) > time.Duration(v.MaxLifetime) {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token lifetime exceeds max_lifetime")
+		}
+	} else if v.MaxLifetime > 0 {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat claim required by max_lifetime")
+	}
+	if s, ok := decodeString(iss); !ok || !contains(v.Issuers, s) {
+		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
+	}
+	if aud == nil || !claimHas(aud, false, v.Audiences) {
+		return invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
+	}
+	if sid != nil {
+		id.sid, _ = decodeString(sid)
+	}
+	return nil
+}
+
+// numericDate converts seconds since the epoch, clamping absurd values.
+func numericDate(f float64) time.Time {
+	if f > 1e12 || math.IsNaN(f) {
+		f = 1e12
+	}
+	if f < -1e12 {
+		f = -1e12
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+// findKeyAndVerify checks the signature with the configured keys that may
+// verify h.alg, refreshing a remote set once (rate limited) for an unknown
+// kid.
+func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) (*verKey, uint64, error) {
+	tried := false
+	try := func(ks *keySet) (*verKey, error) {
+		for _, k := range ks.candidates(h.kid) {
+			if !k.algs.has(h.alg) {
+				continue
+			}
+			tried = true
+			if err := h.alg.method.Verify(signingInput, sig, k.key); err == nil {
+				return k, nil
+			}
+		}
+		return nil, nil
+	}
+	if k, _ := try(v.static); k != nil {
+		return k, 0, nil
+	}
+	if v.issuer != nil {
+		if k, _ := try(v.issuer.verificationKeys()); k != nil {
+			return k, 0, nil
+		}
+	}
+	if v.remote != nil {
+		gen := v.remote.generation.Load()
+		if k, _ := try(v.remote.current()); k != nil {
+			return k, gen, nil
+		}
+		if !tried && h.kid != "" && v.remote.refreshForUnknownKID() {
+			gen = v.remote.generation.Load()
+			if k, _ := try(v.remote.current()); k != nil {
+				return k, gen, nil
+			}
+		}
+	}
+	if !tried {
+		return nil, 0, invalidToken(reasonInvalid, ErrTokenUnverifiable, "no key for this kid and alg")
+	}
+	return nil, 0, invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
+}
+
+// checkIdentity resolves user and partner ids and the revocation list.
+func (v *Validator) checkIdentity(id *identity) error {
+	if v.UserID.Static != "" {
+		id.userID = v.UserID.Static
+	} else {
+		raw, ok := id.payload.get(v.UserID.Claim)
+		if !ok || !isScalar(raw) {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no usable "+v.UserID.Claim+" claim")
+		}
+		id.userID = claimString(raw)
+		if id.userID == "" {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "empty "+v.UserID.Claim+" claim")
+		}
+	}
+	if v.PartnerID != nil {
+		raw, ok := id.payload.get(v.PartnerID.Claim)
+		if ok && isScalar(raw) {
+			id.partnerID = claimString(raw)
+		}
+		if id.partnerID == "" && v.PartnerID.Required {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no "+v.PartnerID.Claim+" claim")
+		}
+	}
+	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
+		return invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+	}
+	return nil
+}
+
+func isScalar(raw []byte) bool {
+	return len(raw) > 0 && raw[0] != '{' && raw[0] != '[' && string(raw) != "null" && string(raw) != "true" && string(raw) != "false"
+}
+
+// authorize applies the require rules.
+func (v *Validator) authorize(id *identity) error {
+	for _, rq := range v.Require {
+		raw, ok := id.payload.get(rq.Claim)
+		if !ok || !claimHas(raw, rq.Claim == "scope" || rq.Claim == "scp", rq.Values) {
+			return &authError{
+				status: 403, code: "insufficient_scope", reason: reasonForbidden,
+				desc: "claim " + rq.Claim + " lacks a required value", err: ErrInsufficientScope,
+			}
+		}
+	}
+	return nil
+}
+
+// stillValid re-checks a cached identity: its exp (with leeway), that its
+// key is still published, and that its session is not revoked.
+func (v *Validator) stillValid(id *identity, now time.Time) error {
+	if !now.Before(id.exp.Add(v.leeway)) {
+		return ErrTokenExpired
+	}
+	if id.key != nil && v.remote != nil && id.gen != v.remote.generation.Load() {
+		if !v.static.contains(id.key) && !v.remote.current().contains(id.key) {
+			return ErrTokenUnverifiable
+		}
+	}
+	if id.key != nil && v.remote != nil && v.remote.current() == nil && !v.static.contains(id.key) {
+		return ErrTokenUnverifiable // past max_stale
+	}
+	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
+		return ErrRevoked
+	}
+	return nil
+}
