@@ -1,0 +1,191 @@
+package jwtauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// testNow is the pinned clock of every unit test.
+var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+const testSecret = "0123456789abcdef0123456789abcdef" // 32 bytes
+
+// testClock is a settable clock for tests.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: testNow} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// provisionApp provisions an app with the given validators, a pinned clock
+// and a fixed cookie secret.
+func provisionApp(t testing.TB, clock func() time.Time, validators map[string]*Validator) *App {
+	t.Helper()
+	a := &App{Validators: validators, CookieSecret: "cookie-secret-cookie-secret-0123456789"}
+	a.now = clock
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() { _ = a.Cleanup(); cancel() })
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return a
+}
+
+// provisionValidator provisions a single validator named "test".
+func provisionValidator(t testing.TB, clock func() time.Time, v *Validator) *Validator {
+	t.Helper()
+	provisionApp(t, clock, map[string]*Validator{"test": v})
+	return v
+}
+
+// provisionErr returns the provisioning error of a validator.
+func provisionErr(v *Validator) error {
+	a := &App{Validators: map[string]*Validator{"test": v}}
+	a.now = func() time.Time { return testNow }
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := a.Provision(ctx)
+	_ = a.Cleanup()
+	return err
+}
+
+// hsValidator is a minimal HS256 validator config.
+func hsValidator() *Validator {
+	return &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, Secret: testSecret}
+}
+
+// claims returns valid claims at testNow.
+func claims() jwt.MapClaims {
+	return jwt.MapClaims{
+		"iss": "iss", "aud": "aud", "sub": "alice",
+		"exp": testNow.Add(time.Hour).Unix(), "iat": testNow.Add(-time.Minute).Unix(),
+	}
+}
+
+func sign(t testing.TB, m jwt.SigningMethod, key any, c jwt.Claims, hdr map[string]any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(m, c)
+	for k, v := range hdr {
+		tok.Header[k] = v
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return s
+}
+
+func hs256(t testing.TB, c jwt.Claims) string {
+	return sign(t, jwt.SigningMethodHS256, []byte(testSecret), c, nil)
+}
+
+// test keys, generated once per test binary
+var (
+	keysOnce sync.Once
+	rsaKey   *rsa.PrivateKey
+	ecKey    *ecdsa.PrivateKey
+	edKey    ed25519.PrivateKey
+)
+
+func testKeys(t testing.TB) {
+	keysOnce.Do(func() {
+		var err error
+		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+		if ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			panic(err)
+		}
+		if _, edKey, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			panic(err)
+		}
+	})
+}
+
+// writePEM writes a public key as a PEM file and returns its path.
+func writePEM(t testing.TB, pub any) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serve runs h on a request with a replacer, like Caddy's server does, and
+// reports whether next was called.
+func serve(t testing.TB, h *Handler, r *http.Request) (*httptest.ResponseRecorder, *caddy.Replacer, bool, error) {
+	t.Helper()
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	r = r.WithContext(ctx)
+	w := httptest.NewRecorder()
+	called := false
+	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		called = true
+		return nil
+	}))
+	return w, repl, called, err
+}
+
+// provisionHandler provisions a handler over an app.
+func provisionHandler(t testing.TB, a *App, h *Handler) *Handler {
+	t.Helper()
+	h.logger = zap.NewNop()
+	if h.Realm == "" {
+		h.Realm = "restricted"
+	}
+	for _, name := range h.Validators {
+		v, err := a.validator(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.validators = append(h.validators, v)
+	}
+	for _, fc := range h.ForwardClaims {
+		h.strip = appendUnique(h.strip, normalizeHeaderName(fc.Header))
+	}
+	if h.ForwardPayload != "" {
+		h.strip = appendUnique(h.strip, normalizeHeaderName(h.ForwardPayload))
+	}
+	h.cop = http.NewCrossOriginProtection()
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

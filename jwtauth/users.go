@@ -1,0 +1,144 @@
+package jwtauth
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+)
+
+// UsersFile is the JSON users file of an issuer:
+//
+//	{"users": [{"login": "demo", "password_hash": "$2a$14$...", "user_id": 1,
+//	            "disabled": false, "claims": {"email": "demo@example.com"}}]}
+//
+// Hashes are bcrypt or argon2id, as printed by `caddy hash-password`.
+type UsersFile struct {
+	Users []User `json:"users"`
+}
+
+// User is one account in a users file.
+type User struct {
+	Login        string          `json:"login"`
+	PasswordHash string          `json:"password_hash"`
+	UserID       json.Number     `json:"user_id"`
+	Disabled     bool            `json:"disabled,omitempty"`
+	Claims       json.RawMessage `json:"claims,omitempty"`
+}
+
+// maxBcryptPassword is bcrypt's input limit: longer passwords would be
+// truncated silently, so they are refused instead.
+const maxBcryptPassword = 72
+
+// hashKind returns the caddyauth comparer for a stored hash.
+func hashKind(hash string) (caddyauth.Comparer, error) {
+	switch {
+	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+		return caddyauth.BcryptHash{}, nil
+	case strings.HasPrefix(hash, "$argon2id$"):
+		return caddyauth.Argon2idHash{}, nil
+	}
+	return nil, errors.New("password_hash is neither bcrypt nor argon2id (use `caddy hash-password`)")
+}
+
+// LoadUsersFile reads and validates a users file.
+func LoadUsersFile(path string) (*UsersFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var uf UsersFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&uf); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	seen := make(map[string]bool)
+	for i, u := range uf.Users {
+		if u.Login == "" {
+			return nil, fmt.Errorf("%s: user %d: login is required", path, i)
+		}
+		if seen[u.Login] {
+			return nil, fmt.Errorf("%s: login %q appears twice", path, u.Login)
+		}
+		seen[u.Login] = true
+		if u.UserID == "" {
+			return nil, fmt.Errorf("%s: user %q: user_id is required", path, u.Login)
+		}
+		if _, err := hashKind(u.PasswordHash); err != nil {
+			return nil, fmt.Errorf("%s: user %q: %w", path, u.Login, err)
+		}
+		if len(u.Claims) > 0 {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(u.Claims, &obj); err != nil {
+				return nil, fmt.Errorf("%s: user %q: claims must be a JSON object", path, u.Login)
+			}
+		}
+	}
+	return &uf, nil
+}
+
+// Find returns the user with this login, or nil.
+func (uf *UsersFile) Find(login string) *User {
+	for i := range uf.Users {
+		if uf.Users[i].Login == login {
+			return &uf.Users[i]
+		}
+	}
+	return nil
+}
+
+// Save writes the file atomically: a temporary file in the same directory,
+// synced, renamed over the old one, and the directory synced, so a crash
+// leaves either the old or the new file, never a mix.
+func (uf *UsersFile) Save(path string) error {
+	data, err := json.MarshalIndent(uf, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+// writeFileAtomic replaces path with data, crash-safely.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
