@@ -1,0 +1,444 @@
+package jwtauth
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "jwtauth",
+		Usage: "user add|passwd|disable|enable --file <users.json> <login> | token --issuer-dir <dir> --sub <sub>",
+		Short: "Manages jwt_issuer users files and mints test tokens",
+		Long: `
+Tools for the jwtauth app (jwt_issuer and jwt_auth).
+
+  caddy jwtauth user add --file users.json [--user-id N] [--claim k=v]... [--algorithm bcrypt|argon2id] LOGIN
+  caddy jwtauth user passwd --file users.json [--algorithm bcrypt|argon2id] LOGIN
+  caddy jwtauth user disable --file users.json LOGIN
+  caddy jwtauth user enable --file users.json LOGIN
+  caddy jwtauth token --issuer-dir DIR --sub SUB [--claim k=v]... [--ttl 5m]
+
+Passwords are prompted for twice when stdin is a terminal, or read as one line
+from stdin otherwise, as 'caddy hash-password' does; they never appear on the
+command line. They are hashed with caddyauth's bcrypt (default) or argon2id,
+with the defaults of 'caddy hash-password'. The users file is created with mode
+0600 when missing and always replaced atomically.
+
+A running issuer picks up changes at its next config reload; changing or
+disabling a user then ends that user's sessions.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(userCommand())
+			for _, sub := range jwtauthSubcommands {
+				cmd.AddCommand(sub())
+			}
+		},
+	})
+}
+
+// jwtauthSubcommands holds the builders of further `caddy jwtauth`
+// subcommands, added from their own files' init.
+var jwtauthSubcommands []func() *cobra.Command
+
+func userCommand() *cobra.Command {
+	user := &cobra.Command{
+		Use:   "user add|passwd|disable|enable --file <users.json> <login>",
+		Short: "Adds a user, changes a password, disables or enables a user",
+	}
+	fileFlag := func(c *cobra.Command) {
+		c.Flags().StringP("file", "f", "", "The users file (JSON); required")
+	}
+	algFlag := func(c *cobra.Command) {
+		c.Flags().StringP("algorithm", "a", "bcrypt", "Password hash algorithm: bcrypt or argon2id")
+	}
+
+	add := &cobra.Command{
+		Use:   "add --file <users.json> [--user-id <n>] [--claim <k=v>]... [--algorithm <bcrypt|argon2id>] <login>",
+		Short: "Adds a user, prompting for the password; creates the file if missing",
+		Long: `
+Adds LOGIN to the users file, prompting for its password.
+
+--user-id
+    The user_id claim of the user's access tokens (odoo_jwt's res.users id).
+    Default: one more than the largest user_id in the file, or 1.
+
+--claim k=v
+    An extra claim for the user's access tokens, such as email=demo@example.com,
+    partner_id=7 or roles=["admin"]. The value is read as JSON when it is valid
+    JSON, as a string otherwise ('code="0042"' forces a string). Repeatable.
+    Claims the issuer sets itself (iss, sub, aud, exp, nbf, iat, jti, sid,
+    user_id, login), in any letter case, are refused.
+`,
+		Args: cobra.ExactArgs(1),
+	}
+	fileFlag(add)
+	algFlag(add)
+	add.Flags().String("user-id", "", "The user's user_id (integer); default: the largest in the file + 1")
+	add.Flags().StringArray("claim", nil, "An extra access-token claim, k=v (v is JSON or a string); repeatable")
+	add.RunE = caddycmd.WrapCommandFuncForCobra(cmdUserAdd)
+
+	passwd := &cobra.Command{
+		Use:   "passwd --file <users.json> [--algorithm <bcrypt|argon2id>] <login>",
+		Short: "Sets a user's password, prompting for it",
+		Args:  cobra.ExactArgs(1),
+	}
+	fileFlag(passwd)
+	algFlag(passwd)
+	passwd.RunE = caddycmd.WrapCommandFuncForCobra(cmdUserPasswd)
+
+	disable := &cobra.Command{
+		Use:   "disable --file <users.json> <login>",
+		Short: "Disables a user: logins are refused and sessions end at the next reload",
+		Args:  cobra.ExactArgs(1),
+	}
+	fileFlag(disable)
+	disable.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		return cmdUserSetDisabled(fl, true)
+	})
+
+	enable := &cobra.Command{
+		Use:   "enable --file <users.json> <login>",
+		Short: "Enables a disabled user again",
+		Args:  cobra.ExactArgs(1),
+	}
+	fileFlag(enable)
+	enable.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		return cmdUserSetDisabled(fl, false)
+	})
+
+	user.AddCommand(add, passwd, disable, enable)
+	return user
+}
+
+// cmdUserAdd implements `caddy jwtauth user add`.
+func cmdUserAdd(fl caddycmd.Flags) (int, error) {
+	path, login, err := fileAndLogin(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uf, err := LoadUsersFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		uf = new(UsersFile)
+	case err != nil:
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if uf.Find(login) != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: user %q already exists (use 'passwd' to change the password)", path, login)
+	}
+
+	userID, err := newUserID(uf, fl.String("user-id"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	claimArgs, err := fl.GetStringArray("claim")
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	claims, err := parseClaimArgs(claimArgs)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	for k := range claims {
+		if isReservedClaim(k) { // LoadUsersFile of the issuer would refuse it
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("--claim %s: the issuer sets this claim itself", k)
+		}
+	}
+	var rawClaims json.RawMessage
+	if len(claims) > 0 {
+		if rawClaims, err = json.Marshal(claims); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+	}
+
+	hash, err := promptAndHash(fl.String("algorithm"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uf.Users = append(uf.Users, User{Login: login, PasswordHash: hash, UserID: userID, Claims: rawClaims})
+	if err := uf.Save(path); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	fmt.Fprintf(os.Stderr, "added user %q (user_id %s) to %s\n", login, userID, path)
+	return caddy.ExitCodeSuccess, nil
+}
+
+// cmdUserPasswd implements `caddy jwtauth user passwd`.
+func cmdUserPasswd(fl caddycmd.Flags) (int, error) {
+	path, login, err := fileAndLogin(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uf, err := LoadUsersFile(path)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	u := uf.Find(login)
+	if u == nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: no user %q", path, login)
+	}
+	hash, err := promptAndHash(fl.String("algorithm"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	u.PasswordHash = hash
+	if err := uf.Save(path); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	fmt.Fprintf(os.Stderr, "changed the password of %q in %s\n", login, path)
+	return caddy.ExitCodeSuccess, nil
+}
+
+// cmdUserSetDisabled implements `caddy jwtauth user disable` and `enable`.
+func cmdUserSetDisabled(fl caddycmd.Flags, disabled bool) (int, error) {
+	path, login, err := fileAndLogin(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uf, err := LoadUsersFile(path)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	u := uf.Find(login)
+	if u == nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: no user %q", path, login)
+	}
+	u.Disabled = disabled
+	if err := uf.Save(path); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	state := "enabled"
+	if disabled {
+		state = "disabled"
+	}
+	fmt.Fprintf(os.Stderr, "%s user %q in %s\n", state, login, path)
+	return caddy.ExitCodeSuccess, nil
+}
+
+// fileAndLogin returns the --file flag and the single LOGIN argument.
+func fileAndLogin(fl caddycmd.Flags) (string, string, error) {
+	path := fl.String("file")
+	if path == "" {
+		return "", "", errors.New("--file is required")
+	}
+	if fl.NArg() != 1 {
+		return "", "", fmt.Errorf("expected exactly one LOGIN argument, got %d", fl.NArg())
+	}
+	login := fl.Arg(0)
+	if err := checkLogin(login); err != nil {
+		return "", "", err
+	}
+	return path, login, nil
+}
+
+// checkLogin refuses logins that would be ambiguous or unprintable.
+func checkLogin(login string) error {
+	switch {
+	case login == "":
+		return errors.New("login is empty")
+	case len(login) > 256:
+		return errors.New("login is longer than 256 bytes")
+	case !utf8.ValidString(login):
+		return errors.New("login is not valid UTF-8")
+	case strings.TrimSpace(login) != login:
+		return errors.New("login starts or ends with white space")
+	}
+	for _, r := range login {
+		if unicode.IsControl(r) {
+			return errors.New("login contains a control character")
+		}
+	}
+	return nil
+}
+
+// newUserID returns the --user-id flag, or one more than the largest
+// integer user_id of the file, and refuses a user_id already in use.
+func newUserID(uf *UsersFile, flag string) (json.Number, error) {
+	if flag == "" {
+		var maxID int64
+		for _, u := range uf.Users {
+			if n, err := strconv.ParseInt(u.UserID.String(), 10, 64); err == nil && n > maxID {
+				maxID = n
+			}
+		}
+		return json.Number(strconv.FormatInt(maxID+1, 10)), nil
+	}
+	n, err := strconv.ParseInt(flag, 10, 64)
+	if err != nil || n < 0 {
+		return "", fmt.Errorf("--user-id %q: want a non-negative integer", flag)
+	}
+	id := json.Number(strconv.FormatInt(n, 10))
+	for _, u := range uf.Users {
+		if u.UserID == id {
+			return "", fmt.Errorf("--user-id %s: already used by %q", id, u.Login)
+		}
+	}
+	return id, nil
+}
+
+// parseClaimArgs parses repeated k=v flags. v is taken as JSON when it is
+// valid JSON, as a plain string otherwise.
+func parseClaimArgs(args []string) (map[string]any, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	claims := make(map[string]any, len(args))
+	for _, arg := range args {
+		k, v, ok := strings.Cut(arg, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--claim %q: want key=value", arg)
+		}
+		if _, dup := claims[k]; dup {
+			return nil, fmt.Errorf("--claim %s given twice", k)
+		}
+		var val any = v
+		if json.Valid([]byte(v)) {
+			dec := json.NewDecoder(strings.NewReader(v))
+			dec.UseNumber()
+			if err := dec.Decode(&val); err != nil {
+				return nil, fmt.Errorf("--claim %s: %w", k, err)
+			}
+		}
+		claims[k] = val
+	}
+	return claims, nil
+}
+
+// Defaults of `caddy hash-password` for argon2id (caddyauth's unexported
+// defaultArgon2id* constants; TestHashDefaultsMatchCaddy keeps them equal).
+const (
+	argon2idTime    = 1
+	argon2idMemory  = 46 * 1024
+	argon2idThreads = 1
+	argon2idKeyLen  = 32
+	argon2idSaltLen = 16
+)
+
+// hashPassword hashes with caddyauth's hashers, using `caddy
+// hash-password`'s defaults: bcrypt cost 14 (BcryptHash's default), or
+// argon2id t=1, m=46 MiB, p=1, 32-byte key and a fresh 16-byte salt.
+func hashPassword(algorithm string, password []byte) (string, error) {
+	if len(password) == 0 {
+		return "", errors.New("the password is empty")
+	}
+	switch algorithm {
+	case "bcrypt":
+		if len(password) > maxBcryptPassword {
+			return "", fmt.Errorf("the password is %d bytes long; bcrypt takes at most %d (use --algorithm argon2id for longer ones)",
+				len(password), maxBcryptPassword)
+		}
+		h, err := caddyauth.BcryptHash{}.Hash(password)
+		return string(h), err
+	case "argon2id":
+		// caddyauth.Argon2idHash keeps its parameters unexported; the
+		// only way to set them from outside is to decode a PHC string.
+		// The salt is fresh; the key part only sets the key length.
+		salt := make([]byte, argon2idSaltLen)
+		if _, err := rand.Read(salt); err != nil {
+			return "", err
+		}
+		params := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", argon2idMemory, argon2idTime, argon2idThreads,
+			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(make([]byte, argon2idKeyLen)))
+		hasher, _, err := caddyauth.DecodeHash([]byte(params))
+		if err != nil {
+			return "", err
+		}
+		h, err := hasher.Hash(password)
+		return string(h), err
+	}
+	return "", fmt.Errorf("unknown --algorithm %q: want bcrypt or argon2id", algorithm)
+}
+
+// promptAndHash reads the password and hashes it.
+func promptAndHash(algorithm string) (string, error) {
+	if algorithm != "bcrypt" && algorithm != "argon2id" {
+		return "", fmt.Errorf("unknown --algorithm %q: want bcrypt or argon2id", algorithm)
+	}
+	password, err := readPassword(os.Stdin)
+	if err != nil {
+		return "", err
+	}
+	defer clear(password)
+	return hashPassword(algorithm, password)
+}
+
+// readPassword reads a password the way `caddy hash-password` does: on a
+// terminal, twice without echo; otherwise one line from in, without its
+// line ending (\n or \r\n).
+func readPassword(in *os.File) ([]byte, error) {
+	fd := int(in.Fd())
+	if term.IsTerminal(fd) {
+		// Restore the terminal's echo if interrupted at the prompt.
+		state, err := term.GetState(fd)
+		if err != nil {
+			return nil, err
+		}
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, os.Interrupt)
+		done := make(chan struct{})
+		defer close(done)
+		defer signal.Stop(c)
+		go func() {
+			select {
+			case <-c:
+				_ = term.Restore(fd, state)
+				os.Exit(caddy.ExitCodeFailedStartup)
+			case <-done:
+			}
+		}()
+
+		fmt.Fprint(os.Stderr, "Enter password: ")
+		password, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprint(os.Stderr, "Confirm password: ")
+		confirmation, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(confirmation)
+		if !bytes.Equal(password, confirmation) {
+			clear(password)
+			return nil, errors.New("passwords do not match")
+		}
+		if len(password) == 0 {
+			return nil, errors.New("the password is empty")
+		}
+		return password, nil
+	}
+
+	line, err := bufio.NewReader(in).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if trimmed, ok := bytes.CutSuffix(line, []byte("\n")); ok {
+		line = bytes.TrimSuffix(trimmed, []byte("\r"))
+	}
+	if len(line) == 0 {
+		return nil, errors.New("the password is empty (write it as one line on stdin)")
+	}
+	return line, nil
+}
