@@ -1,40 +1,958 @@
 package jwtauth
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
-// Issuer is a token issuer (jwt_issuer). SCAFFOLD: replaced by the issuer
-// implementation.
-type Issuer struct{}
+func init() {
+	caddy.RegisterModule(IssuerHandler{})
+}
 
+// Issuer issues the tokens that jwt_auth checks, keeping the API of the Odoo
+// module odoo_jwt: a login gives a short-lived JWT access token and an opaque
+// refresh token; the refresh token obtains new access tokens, is rotated,
+// and is revoked on logout. Issuers are defined once in the jwtauth app and
+// served by jwt_issuer handlers; a validator with issuer_keys trusts one
+// without any network round trip.
+//
+// Sessions, the signing key and issuer.json live in StoreDir. Refresh tokens
+// are 256 random bits, stored only as their SHA-256. Each login starts its
+// own session (a family of refresh tokens): rotation replaces the family's
+// token, and presenting a replaced token again (reuse) revokes the family.
+type Issuer struct {
+	// The iss claim of issued tokens. Default: the issuer's name.
+	Iss string `json:"iss,omitempty"`
+
+	// The aud claim of issued access tokens: a string for one audience, an
+	// array for more. Default: the issuer's name.
+	Audience []string `json:"audience,omitempty"`
+
+	// Path of the JSON users file:
+	// {"users":[{"login","password_hash","user_id","disabled","claims"}]},
+	// with bcrypt or argon2id hashes as `caddy hash-password` prints them.
+	// It is read at every config load; a user whose hash, user_id,
+	// claims or disabled flag changed, or who was removed, loses every
+	// session at that load. Claims may not use a registered name (iss, sub,
+	// aud, exp, nbf, iat, jti, sid, user_id, login) in any letter case.
+	// Supports {env.*} placeholders. Required.
+	UsersFile string `json:"users_file,omitempty"`
+
+	// Directory of the session store, the generated signing key
+	// (signing.key) and issuer.json; created with mode 0700, files 0600.
+	// One process at a time may use it. Supports {env.*} placeholders.
+	// Default: jwtauth/NAME in Caddy's data directory.
+	StoreDir string `json:"store_dir,omitempty"`
+
+	// Signing algorithm: EdDSA, ES256, RS256 (a 2048-bit key) or HS256 (a
+	// 32-byte secret). The key is generated from crypto/rand on first
+	// start and kept in store_dir/signing.key; it is never replaced, so
+	// changing the algorithm later is refused until that file is moved
+	// away. Asymmetric public keys are published at
+	// <path_prefix>/.well-known/jwks.json. Default: EdDSA.
+	Algorithm string `json:"algorithm,omitempty"`
+
+	// PEM private key (PKCS#8, SEC 1 or PKCS#1; for HS256 a "JWTAUTH HMAC
+	// KEY" block of at least 32 bytes) to sign with instead of the
+	// generated one. It must suit algorithm. Default: none.
+	KeyFile string `json:"key_file,omitempty"`
+
+	// Lifetime of access tokens, never beyond their session's end.
+	// Default: 60s (as odoo_jwt).
+	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
+
+	// Absolute lifetime of a session (the long_term_token_span): no refresh
+	// token of the family works after it. Default: 720h.
+	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// A session whose refresh token was not used this long is dead.
+	// Default: 168h.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// How often clients should rotate their refresh token
+	// (/update/refresh-token); advertised as rotation_period in the login
+	// answer, not enforced. Default: 3/4 of refresh_ttl.
+	RotationPeriod caddy.Duration `json:"rotation_period,omitempty"`
+
+	// The refresh-token cookie. It is always HttpOnly, Secure unless
+	// insecure, and has an explicit SameSite. Default: a cookie named
+	// refreshToken (as odoo_jwt), SameSite strict, on the jwt_issuer's
+	// path_prefix.
+	RefreshCookie *RefreshCookie `json:"refresh_cookie,omitempty"`
+
+	// Failed logins allowed per client IP and per login before further
+	// attempts, even with the right password, are answered 429 with
+	// Retry-After. Default: 5 per 1m.
+	LoginLimit *LoginLimit `json:"login_limit,omitempty"`
+
+	// Make validators bound with issuer_keys refuse the access tokens of
+	// a session as soon as it ends (logout, reuse, refresh_ttl,
+	// idle_timeout, a changed or disabled user), through an O(1)
+	// in-memory lookup of the token's sid on every verification (cached
+	// tokens included). The trade-off: every protected request consults
+	// this issuer's session table (a map lookup under a read lock), and a
+	// token is accepted only by validators in the Caddy instance that owns
+	// store_dir; verifiers elsewhere, which use the JWKS, still accept it
+	// until exp. Without it, as in odoo_jwt, access tokens are
+	// self-contained and live until exp (access_ttl, 60s by default) after
+	// logout, and clients must discard them. Default: false.
+	RevokeAccessTokens bool `json:"revoke_access_tokens,omitempty"`
+
+	name      string
+	storeDir  string
+	accessTTL time.Duration
+	rotation  time.Duration
+	cookie    RefreshCookie
+	sameSite  http.SameSite
+	limitMax  int
+	limitPer  time.Duration
+	users     map[string]*issuerUser
+	fake      fakeCredential
+	signer    *signer
+	keys      *keySet
+	policy    *sessionPolicy
+	state     *issuerState
+	released  bool       // cleanup ran
+	self      *Validator // verifies our own access tokens, for rotation
+	now       func() time.Time
+	logger    *zap.Logger
+}
+
+// RefreshCookie configures the refresh-token cookie.
+type RefreshCookie struct {
+	// Cookie name. Default: refreshToken.
+	Name string `json:"name,omitempty"`
+
+	// SameSite attribute: strict, lax or none; none requires Secure.
+	// Default: strict.
+	SameSite string `json:"same_site,omitempty"`
+
+	// Cookie path. Default: the jwt_issuer's path_prefix (/ for a
+	// __Host- name), so the cookie reaches only the issuer's endpoints.
+	Path string `json:"path,omitempty"`
+
+	// Drops the Secure attribute, for plain-HTTP development only: the
+	// refresh token then travels in clear text. Default: false.
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// LoginLimit is a number of failed logins per period.
+type LoginLimit struct {
+	// Failed logins allowed per period. Default: 5.
+	Max int `json:"max,omitempty"`
+	// Period, counted from the first failure. Default: 1m.
+	Per caddy.Duration `json:"per,omitempty"`
+}
+
+// issuerUser is a user of the users file, ready for checks.
+type issuerUser struct {
+	login    string
+	userID   json.Number
+	hash     []byte
+	cmp      caddyauth.Comparer
+	bcrypt   bool
+	disabled bool
+	claims   map[string]any // json.RawMessage values
+	fp       string
+}
+
+// fakeCredential is what unknown logins are checked against, so they cost
+// the same time as a wrong password.
+type fakeCredential struct {
+	hash   []byte
+	cmp    caddyauth.Comparer
+	bcrypt bool
+}
+
+const (
+	defaultAccessTTL   = 60 * time.Second
+	defaultRefreshTTL  = 720 * time.Hour
+	defaultIdleTimeout = 168 * time.Hour
+	defaultCookieName  = "refreshToken"
+)
+
+// provision sets the issuer up: defaults, users, the shared store, the
+// signing key and issuer.json. The app calls it before provisioning
+// validators, which may bind to it.
 func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
-	return errors.New("issuers are not implemented yet")
+	is.name = name
+	is.now = a.now
+	if is.now == nil {
+		is.now = time.Now
+	}
+	is.logger = a.logger
+	if is.logger == nil {
+		is.logger = zap.NewNop()
+	}
+	is.logger = is.logger.With(zap.String("issuer", name))
+	if err := is.setDefaults(); err != nil {
+		return err
+	}
+	if err := is.validate(); err != nil {
+		return err
+	}
+	for other, o := range a.Issuers {
+		if o != nil && o != is && o.storeDir == is.storeDir {
+			return fmt.Errorf("store_dir %s is already used by issuer %q", is.storeDir, other)
+		}
+	}
+	if err := is.loadUsers(); err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	val, _, err := issuerPool.LoadOrNew(is.storeDir, func() (caddy.Destructor, error) {
+		return openIssuerState(is.storeDir, is.logger)
+	})
+	if err != nil {
+		return fmt.Errorf("store_dir %s: %w", is.storeDir, err)
+	}
+	is.state = val.(*issuerState)
+
+	var key any
+	source := filepath.Join(is.storeDir, signingKeyFile)
+	if is.KeyFile != "" {
+		source = is.KeyFile
+		data, err := os.ReadFile(is.KeyFile)
+		if err != nil {
+			return fmt.Errorf("key_file: %w", err)
+		}
+		if key, err = parseSigningKey(data, is.KeyFile); err != nil {
+			return fmt.Errorf("key_file: %w", err)
+		}
+		if fi, err := os.Stat(is.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			is.logger.Warn("key_file is readable by other users; restrict it to mode 0600",
+				zap.String("key_file", is.KeyFile), zap.String("mode", fi.Mode().Perm().String()))
+		}
+	} else if key, err = loadOrCreateSigningKey(is.storeDir, is.Algorithm); err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	if is.signer, err = newSigner(is.Algorithm, key, source); err != nil {
+		if is.KeyFile == "" {
+			err = fmt.Errorf("%w; move %s away to generate a new key for %s", err, source, is.Algorithm)
+		}
+		return err
+	}
+	is.keys = newKeySet([]*verKey{is.signer.ver})
+	if err := writeIssuerMeta(is.storeDir, issuerMeta{
+		Iss: is.Iss, Audience: is.Audience, Algorithm: is.Algorithm, KID: is.signer.kid,
+		AccessTTL: is.accessTTL.String(), KeyFile: is.KeyFile,
+	}); err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+
+	is.policy = &sessionPolicy{
+		refreshTTL: time.Duration(is.RefreshTTL),
+		idle:       time.Duration(is.IdleTimeout),
+		users:      is.users,
+		now:        is.now,
+	}
+	is.state.register(is.policy)
+
+	// the validator that checks our own access tokens when a client
+	// rotates its refresh token
+	zero, noCache := caddy.Duration(0), 0
+	is.self = &Validator{
+		IssuerKeys: name,
+		Types:      []string{"at+jwt"},
+		Leeway:     &zero,
+		CacheSize:  &noCache,
+		Sources: []TokenSource{
+			{From: "header", Name: "Authorization", Prefix: "Bearer"},
+			{From: "header", Name: "Authorization"},
+			{From: "header", Name: "access_token"},
+		},
+	}
+	if err := is.self.provision(ctx, "jwt_issuer "+name, a); err != nil {
+		return fmt.Errorf("access token verifier: %w", err)
+	}
+	return nil
 }
 
-func (is *Issuer) cleanup() error            { return nil }
-func (is *Issuer) verificationKeys() *keySet { return nil }
-func (is *Issuer) issuerClaim() string       { return "" }
-func (is *Issuer) issuedAudiences() []string { return nil }
-func (is *Issuer) revoked(sid string) bool   { return false }
+// setDefaults fills in defaults and resolves placeholders.
+func (is *Issuer) setDefaults() error {
+	if is.Iss == "" {
+		is.Iss = is.name
+	}
+	if len(is.Audience) == 0 {
+		is.Audience = []string{is.name}
+	}
+	if is.Algorithm == "" {
+		is.Algorithm = "EdDSA"
+	}
+	if is.AccessTTL == 0 {
+		is.AccessTTL = caddy.Duration(defaultAccessTTL)
+	}
+	if is.RefreshTTL == 0 {
+		is.RefreshTTL = caddy.Duration(defaultRefreshTTL)
+	}
+	if is.IdleTimeout == 0 {
+		is.IdleTimeout = caddy.Duration(defaultIdleTimeout)
+	}
+	if is.RotationPeriod == 0 {
+		is.RotationPeriod = is.RefreshTTL / 4 * 3
+	}
+	is.accessTTL = time.Duration(is.AccessTTL)
+	is.rotation = time.Duration(is.RotationPeriod)
+	if is.RefreshCookie != nil {
+		is.cookie = *is.RefreshCookie
+	}
+	if is.cookie.Name == "" {
+		is.cookie.Name = defaultCookieName
+	}
+	if is.cookie.SameSite == "" {
+		is.cookie.SameSite = "strict"
+	}
+	is.limitMax, is.limitPer = 5, time.Minute
+	if is.LoginLimit != nil {
+		if is.LoginLimit.Max != 0 {
+			is.limitMax = is.LoginLimit.Max
+		}
+		if is.LoginLimit.Per != 0 {
+			is.limitPer = time.Duration(is.LoginLimit.Per)
+		}
+	}
+
+	repl := caddy.NewReplacer()
+	for _, p := range []*string{&is.UsersFile, &is.StoreDir, &is.KeyFile} {
+		s, err := repl.ReplaceOrErr(*p, true, true)
+		if err != nil {
+			return err
+		}
+		*p = s
+	}
+	dir := is.StoreDir
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "jwtauth", is.name)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	is.storeDir = abs
+	if is.KeyFile != "" {
+		if is.KeyFile, err = filepath.Abs(is.KeyFile); err != nil {
+			return fmt.Errorf("key_file: %w", err)
+		}
+	}
+	return nil
+}
+
+// validate checks the configuration once defaults are set.
+func (is *Issuer) validate() error {
+	if is.UsersFile == "" {
+		return errors.New("users_file is required")
+	}
+	if is.Iss == "" {
+		return errors.New("iss must not be empty")
+	}
+	for _, a := range is.Audience {
+		if a == "" {
+			return errors.New("audience must not be empty")
+		}
+	}
+	if !contains(issuerAlgorithms, is.Algorithm) {
+		return fmt.Errorf("algorithm %q: must be one of %s", is.Algorithm, strings.Join(issuerAlgorithms, ", "))
+	}
+	switch {
+	case is.AccessTTL < 0, is.RefreshTTL < 0, is.IdleTimeout < 0, is.RotationPeriod < 0:
+		return errors.New("durations must not be negative")
+	case is.accessTTL < time.Second:
+		return errors.New("access_ttl must be at least 1s")
+	case is.RefreshTTL < is.AccessTTL:
+		return errors.New("refresh_ttl must not be shorter than access_ttl")
+	case is.IdleTimeout < is.AccessTTL:
+		return errors.New("idle_timeout must not be shorter than access_ttl")
+	case is.RotationPeriod > is.RefreshTTL:
+		return errors.New("rotation_period must not exceed refresh_ttl")
+	}
+	ss, err := parseSameSite(is.cookie.SameSite)
+	if err != nil {
+		return fmt.Errorf("refresh_cookie: %w", err)
+	}
+	is.sameSite = ss
+	path := is.cookie.Path
+	if path == "" {
+		path = "/" // the handler checks the path it defaults to
+	}
+	if err := checkCookieAttrs(is.cookie.Name, path, is.cookie.Insecure, ss); err != nil {
+		return fmt.Errorf("refresh_cookie: %w", err)
+	}
+	if is.limitMax < 1 || is.limitPer <= 0 {
+		return errors.New("login_limit: expected a positive count and period")
+	}
+	return nil
+}
+
+// cleanup releases the shared store.
+func (is *Issuer) cleanup() error {
+	if is.state == nil || is.released {
+		return nil
+	}
+	// is.state stays set: a request of this config may still be finishing
+	is.released = true
+	st := is.state
+	if is.policy != nil {
+		st.unregister(is.policy)
+		// the config replacing this one is running: end now the sessions
+		// that it, alone, refuses (a changed or disabled user)
+		if _, err := st.sweep(); err != nil {
+			is.logger.Warn("deleting ended sessions", zap.Error(err))
+		}
+	}
+	if is.self != nil {
+		is.self.cleanup()
+	}
+	_, err := issuerPool.Delete(is.storeDir)
+	return err
+}
+
+// verificationKeys implements localIssuer.
+func (is *Issuer) verificationKeys() *keySet { return is.keys }
+
+// issuerClaim implements localIssuer.
+func (is *Issuer) issuerClaim() string { return is.Iss }
+
+// issuedAudiences implements localIssuer.
+func (is *Issuer) issuedAudiences() []string { return is.Audience }
+
+// revoked implements localIssuer: with revoke_access_tokens, a sid is
+// revoked unless it names a live session of this store. The check is a map
+// lookup.
+func (is *Issuer) revoked(sid string) bool {
+	if !is.RevokeAccessTokens {
+		return false
+	}
+	st := is.state
+	if st == nil {
+		return true
+	}
+	s := st.get(sid)
+	return s == nil || is.policy.dead(s, is.now())
+}
+
+// loadUsers reads the users file and prepares the fake credential.
+func (is *Issuer) loadUsers() error {
+	uf, err := LoadUsersFile(is.UsersFile)
+	if err != nil {
+		return fmt.Errorf("users_file: %w", err)
+	}
+	is.users = make(map[string]*issuerUser, len(uf.Users))
+	list := make([]*issuerUser, 0, len(uf.Users))
+	for _, u := range uf.Users {
+		cmp, err := hashKind(u.PasswordHash)
+		if err != nil {
+			return fmt.Errorf("users_file: user %q: %w", u.Login, err)
+		}
+		iu := &issuerUser{
+			login: u.Login, userID: u.UserID, hash: []byte(u.PasswordHash), cmp: cmp,
+			disabled: u.Disabled,
+		}
+		_, iu.bcrypt = cmp.(caddyauth.BcryptHash)
+		var claims map[string]json.RawMessage
+		if len(u.Claims) > 0 {
+			if err := json.Unmarshal(u.Claims, &claims); err != nil {
+				return fmt.Errorf("users_file: user %q: claims must be a JSON object", u.Login)
+			}
+		}
+		iu.claims = make(map[string]any, len(claims))
+		for k, v := range claims {
+			if isReservedClaim(k) {
+				return fmt.Errorf("users_file: user %q: claim %q is set by the issuer", u.Login, k)
+			}
+			iu.claims[k] = v
+		}
+		canon, _ := json.Marshal(claims) // sorted keys, compacted values
+		fp := sha256.New()
+		for _, part := range []string{"jwtauth-user-v1", u.Login, u.UserID.String(), u.PasswordHash, strconv.FormatBool(u.Disabled), string(canon)} {
+			fp.Write([]byte(part))
+			fp.Write([]byte{0})
+		}
+		iu.fp = hex.EncodeToString(fp.Sum(nil))
+		is.users[u.Login] = iu
+		list = append(list, iu)
+	}
+	is.fake, err = fakeCredentialFor(list)
+	return err
+}
+
+// fakeHashes caches generated fake hashes by parameters, across reloads.
+var fakeHashes sync.Map
+
+// fakeCredentialFor returns a hash of a random password with the kind and
+// cost parameters most users have, so an unknown login costs what a known
+// one does. caddyauth's FakeHash serves when it has those parameters (the
+// defaults of `caddy hash-password`).
+func fakeCredentialFor(users []*issuerUser) (fakeCredential, error) {
+	counts := make(map[string]int)
+	sample := make(map[string]*issuerUser)
+	for _, u := range users {
+		k := hashParams(u.hash)
+		counts[k]++
+		if sample[k] == nil {
+			sample[k] = u
+		}
+	}
+	best := ""
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if best == "" || counts[k] > counts[best] {
+			best = k
+		}
+	}
+	if best == "" {
+		return fakeCredential{hash: caddyauth.BcryptHash{}.FakeHash(), cmp: caddyauth.BcryptHash{}, bcrypt: true}, nil
+	}
+	u := sample[best]
+	fc := fakeCredential{cmp: u.cmp, bcrypt: u.bcrypt}
+	if u.bcrypt {
+		if ref := (caddyauth.BcryptHash{}).FakeHash(); hashParams(ref) == best {
+			fc.hash = ref
+			return fc, nil
+		}
+	} else if ref := (caddyauth.Argon2idHash{}).FakeHash(); hashParams(ref) == best {
+		fc.hash = ref
+		return fc, nil
+	}
+	if h, ok := fakeHashes.Load(best); ok {
+		fc.hash = h.([]byte)
+		return fc, nil
+	}
+	pw := make([]byte, 24)
+	if _, err := rand.Read(pw); err != nil {
+		return fc, err
+	}
+	var err error
+	if u.bcrypt {
+		cost, cerr := bcrypt.Cost(u.hash)
+		if cerr != nil {
+			return fc, fmt.Errorf("users_file: user %q: %w", u.login, cerr)
+		}
+		fc.hash, err = bcrypt.GenerateFromPassword(pw, cost)
+	} else {
+		params, _, derr := caddyauth.DecodeHash(u.hash)
+		if derr != nil {
+			return fc, fmt.Errorf("users_file: user %q: %w", u.login, derr)
+		}
+		fc.hash, err = params.Hash(pw)
+	}
+	if err != nil {
+		return fc, err
+	}
+	fakeHashes.Store(best, fc.hash)
+	return fc, nil
+}
+
+// hashParams names a hash's kind and cost parameters.
+func hashParams(hash []byte) string {
+	s := string(hash)
+	if strings.HasPrefix(s, "$argon2id$") {
+		parts := strings.Split(s, "$")
+		if len(parts) == 6 {
+			return "argon2id$" + parts[2] + "$" + parts[3] + "$" + strconv.Itoa(len(parts[5]))
+		}
+		return "argon2id"
+	}
+	if cost, err := bcrypt.Cost(hash); err == nil {
+		return "bcrypt$" + strconv.Itoa(cost)
+	}
+	return "other"
+}
+
+// timingFiller replaces a bcrypt password over 72 bytes, so that refusing
+// it costs a full comparison like any wrong password.
+var timingFiller = []byte(strings.Repeat("x", maxBcryptPassword))
+
+// checkPassword returns the user if login and password are right and the
+// user is enabled. It always runs one full hash comparison, against the
+// user's hash or the fake one, so unknown, disabled and wrong all take the
+// same time and give the same answer. bcrypt passwords over 72 bytes are
+// refused rather than truncated.
+func (is *Issuer) checkPassword(login, password string) *issuerUser {
+	u := is.users[login]
+	hash, cmp, isBcrypt := is.fake.hash, is.fake.cmp, is.fake.bcrypt
+	if u != nil {
+		hash, cmp, isBcrypt = u.hash, u.cmp, u.bcrypt
+	}
+	pw := []byte(password)
+	tooLong := isBcrypt && len(pw) > maxBcryptPassword
+	if tooLong {
+		pw = timingFiller
+	}
+	ok, err := cmp.Compare(hash, pw)
+	if u == nil || u.disabled || tooLong || err != nil || !ok {
+		return nil
+	}
+	return u
+}
+
+// mintAccess signs an access token for u in session sid. Its exp never
+// passes the session's end.
+func (is *Issuer) mintAccess(u *issuerUser, sid string, now, sessionEnd time.Time) (string, time.Time, error) {
+	exp := now.Add(is.accessTTL)
+	if sessionEnd.Before(exp) {
+		exp = sessionEnd
+	}
+	jti, err := randomID(16)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	c := accessTokenClaims(is.Iss, is.Audience, u.userID.String(), u.userID, u.login, now, exp, jti, sid, u.claims)
+	tok, err := is.signer.sign(c)
+	return tok, exp.Truncate(time.Second), err
+}
+
+// UnmarshalCaddyfile reads an issuer block; the dispenser is on its name:
+//
+//	issuer NAME {
+//		iss VALUE
+//		audience AUD...
+//		users_file PATH
+//		store_dir PATH
+//		algorithm EdDSA|ES256|RS256|HS256
+//		key_file PATH
+//		access_ttl DURATION
+//		refresh_ttl DURATION
+//		idle_timeout DURATION
+//		rotation_period DURATION
+//		refresh_cookie [NAME] {
+//			same_site strict|lax|none
+//			path PATH
+//			insecure
+//		}
+//		login_limit N PER
+//		revoke_access_tokens
+//	}
 func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return d.Err("issuers are not implemented yet")
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("issuer: %s given twice", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "iss":
+			err = oneArg(d, &is.Iss)
+		case "audience":
+			err = moreArgs(d, &is.Audience)
+		case "users_file":
+			err = oneArg(d, &is.UsersFile)
+		case "store_dir":
+			err = oneArg(d, &is.StoreDir)
+		case "algorithm":
+			if err = oneArg(d, &is.Algorithm); err == nil && !contains(issuerAlgorithms, is.Algorithm) {
+				err = d.Errf("algorithm %q: must be one of %s", is.Algorithm, strings.Join(issuerAlgorithms, ", "))
+			}
+		case "key_file":
+			err = oneArg(d, &is.KeyFile)
+		case "access_ttl":
+			err = durationArg(d, &is.AccessTTL)
+		case "refresh_ttl":
+			err = durationArg(d, &is.RefreshTTL)
+		case "idle_timeout":
+			err = durationArg(d, &is.IdleTimeout)
+		case "rotation_period":
+			err = durationArg(d, &is.RotationPeriod)
+		case "refresh_cookie":
+			c := new(RefreshCookie)
+			if d.NextArg() {
+				c.Name = d.Val()
+				if d.NextArg() {
+					return d.Errf("refresh_cookie: unexpected argument %q; options go in a block", d.Val())
+				}
+			}
+			if err = c.unmarshalCaddyfile(d); err == nil {
+				is.RefreshCookie = c
+			}
+		case "login_limit":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("login_limit: expected N PER, e.g. login_limit 5 1m")
+			}
+			n, aerr := strconv.Atoi(args[0])
+			if aerr != nil || n < 1 {
+				return d.Errf("login_limit: %q is not a positive integer", args[0])
+			}
+			per, perr := caddy.ParseDuration(args[1])
+			if perr != nil || per <= 0 {
+				return d.Errf("login_limit: %q is not a positive duration", args[1])
+			}
+			is.LoginLimit = &LoginLimit{Max: n, Per: caddy.Duration(per)}
+		case "revoke_access_tokens":
+			err = noArgs(d, &is.RevokeAccessTokens)
+		default:
+			return d.Errf("unrecognized issuer option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// IssuerHandler SCAFFOLD.
-type IssuerHandler struct{}
+func (c *RefreshCookie) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for n := d.Nesting(); d.NextBlock(n); {
+		var err error
+		switch d.Val() {
+		case "same_site":
+			if err = oneArg(d, &c.SameSite); err == nil {
+				if _, perr := parseSameSite(c.SameSite); perr != nil {
+					err = d.Err(perr.Error())
+				}
+			}
+		case "path":
+			err = oneArg(d, &c.Path)
+		case "insecure":
+			err = noArgs(d, &c.Insecure)
+		default:
+			err = d.Errf("unrecognized refresh_cookie option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
+// IssuerHandler serves an issuer's endpoints under PathPrefix, in the shape
+// of the Odoo module odoo_jwt, and passes every other request to the next
+// handler:
+//
+//   - POST <prefix>/authenticate, /update/access-token,
+//     /update/refresh-token and /revoke/token, taking JSON or Odoo's
+//     JSON-RPC envelope;
+//   - GET <prefix>/.well-known/jwks.json (asymmetric algorithms);
+//   - GET <prefix>/login, the test console, with Console.
+type IssuerHandler struct {
+	// Name of an issuer in the jwtauth app. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Path under which the endpoints are served, e.g. /api serves
+	// /api/authenticate. Default: /api.
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// Serve the test console at <path_prefix>/login. Default: false.
+	Console bool `json:"console,omitempty"`
+
+	issuer     *Issuer
+	prefix     string
+	cookiePath string
+	cop        *http.CrossOriginProtection
+	logger     *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
 func (IssuerHandler) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "http.handlers.jwt_issuer", New: func() caddy.Module { return new(IssuerHandler) }}
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.jwt_issuer",
+		New: func() caddy.Module { return new(IssuerHandler) },
+	}
 }
-func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return next.ServeHTTP(w, r)
+
+// Provision finds the issuer and sets defaults.
+func (h *IssuerHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Issuer == "" {
+		return errors.New("jwt_issuer: an issuer name is required")
+	}
+	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if err != nil {
+		return fmt.Errorf("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option): %w", err)
+	}
+	is, err := appIface.(*App).issuer(h.Issuer)
+	if err != nil {
+		return fmt.Errorf("jwt_issuer: %w", err)
+	}
+	return h.setup(is)
 }
+
+// setup binds the handler to its issuer and sets defaults.
+func (h *IssuerHandler) setup(is *Issuer) error {
+	h.issuer = is
+	if h.PathPrefix == "" {
+		h.PathPrefix = "/api"
+	}
+	h.prefix = strings.TrimRight(h.PathPrefix, "/")
+	h.cookiePath = is.cookie.Path
+	if h.cookiePath == "" {
+		h.cookiePath = h.prefix
+		if h.cookiePath == "" || strings.HasPrefix(is.cookie.Name, "__Host-") {
+			h.cookiePath = "/"
+		}
+	}
+	h.cop = http.NewCrossOriginProtection()
+	if h.logger == nil {
+		h.logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Validate checks the handler's options.
+func (h *IssuerHandler) Validate() error {
+	if !strings.HasPrefix(h.PathPrefix, "/") {
+		return fmt.Errorf("jwt_issuer: path_prefix %q must start with /", h.PathPrefix)
+	}
+	if strings.ContainsAny(h.PathPrefix, "*?#%{}") || strings.Contains(h.PathPrefix, "//") || strings.Contains(h.PathPrefix, "/../") {
+		return fmt.Errorf("jwt_issuer: path_prefix %q must be a plain path", h.PathPrefix)
+	}
+	if err := checkCookieAttrs(h.issuer.cookie.Name, h.cookiePath, h.issuer.cookie.Insecure, h.issuer.sameSite); err != nil {
+		return fmt.Errorf("jwt_issuer: refresh_cookie: %w", err)
+	}
+	return nil
+}
+
+// Cleanup implements caddy.CleanerUpper. The handler holds nothing of its
+// own: the app releases the issuer's store, and the issuer stays reachable
+// for requests of this config that are still finishing.
+func (h *IssuerHandler) Cleanup() error {
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	jwt_issuer [<matcher>] NAME {
+//		path_prefix /api
+//		console
+//	}
+//
+// The path prefix is a subdirective: Caddy would read a first argument
+// starting with / as a matcher.
 func (h *IssuerHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return d.Err("jwt_issuer is not implemented yet")
+	d.Next() // directive name
+	if !d.NextArg() {
+		return d.Err("jwt_issuer: an issuer name is required (jwt_issuer NAME { path_prefix /api })")
+	}
+	h.Issuer = d.Val()
+	if d.NextArg() {
+		return d.Errf("jwt_issuer: unexpected argument %q; set the path with the path_prefix subdirective", d.Val())
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "path_prefix":
+			if h.PathPrefix != "" {
+				return d.Err("jwt_issuer: path_prefix given twice")
+			}
+			if err := oneArg(d, &h.PathPrefix); err != nil {
+				return err
+			}
+		case "console":
+			if err := noArgs(d, &h.Console); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized jwt_issuer option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*IssuerHandler)(nil)
+	_ caddy.Validator             = (*IssuerHandler)(nil)
+	_ caddy.CleanerUpper          = (*IssuerHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*IssuerHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*IssuerHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*Issuer)(nil)
+	_ localIssuer                 = (*Issuer)(nil)
+	_ caddy.Destructor            = (*issuerState)(nil)
+)
+
+// mintFromIssuerDir mints an access token as the issuer whose store_dir is
+// dir would, from its signing key and issuer.json. It serves `caddy jwtauth
+// token`: the token has no sid, so it belongs to no session and cannot be
+// revoked; it lives until exp. user_id defaults to sub (a number when sub is
+// an integer) and may be set in extra; any other registered claim in extra
+// is refused. ttl 0 means the issuer's access_ttl.
+func mintFromIssuerDir(dir, sub string, extra map[string]any, ttl time.Duration) (string, error) {
+	if sub == "" {
+		return "", errors.New("sub is required")
+	}
+	if ttl < 0 {
+		return "", errors.New("ttl must not be negative")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, issuerMetaFile))
+	if err != nil {
+		return "", fmt.Errorf("%w (has the issuer started once with this store_dir?)", err)
+	}
+	var m issuerMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Join(dir, issuerMetaFile), err)
+	}
+	if m.Iss == "" || len(m.Audience) == 0 {
+		return "", fmt.Errorf("%s: iss and audience are required", filepath.Join(dir, issuerMetaFile))
+	}
+	keyPath := filepath.Join(dir, signingKeyFile)
+	if m.KeyFile != "" {
+		keyPath = m.KeyFile
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return "", err
+	}
+	key, err := parseSigningKey(keyPEM, keyPath)
+	if err != nil {
+		return "", err
+	}
+	s, err := newSigner(m.Algorithm, key, keyPath)
+	if err != nil {
+		return "", err
+	}
+	if m.KID != "" && m.KID != s.kid {
+		return "", fmt.Errorf("%s does not match the kid in %s", keyPath, issuerMetaFile)
+	}
+	if ttl == 0 {
+		if ttl, err = time.ParseDuration(m.AccessTTL); err != nil || ttl <= 0 {
+			return "", fmt.Errorf("%s: bad access_ttl %q", issuerMetaFile, m.AccessTTL)
+		}
+	}
+	var userID any = sub
+	if n, err := strconv.ParseInt(sub, 10, 64); err == nil {
+		userID = n
+	}
+	rest := make(map[string]any, len(extra))
+	for k, v := range extra {
+		if k == "user_id" {
+			userID = v
+			continue
+		}
+		if isReservedClaim(k) {
+			return "", fmt.Errorf("claim %q is set by the issuer", k)
+		}
+		rest[k] = v
+	}
+	jti, err := randomID(16)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	c := accessTokenClaims(m.Iss, m.Audience, sub, userID, "", now, now.Add(ttl), jti, "", rest)
+	return s.sign(c)
 }

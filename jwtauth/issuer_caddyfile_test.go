@@ -1,0 +1,145 @@
+package jwtauth
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// TestIssuerCaddyfile parses every issuer option.
+func TestIssuerCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`jwtauth {
+		issuer mobile {
+			iss https://auth.example.com
+			audience mobile web
+			users_file /etc/caddy/users.json
+			store_dir /var/lib/jwtauth
+			algorithm ES256
+			key_file /etc/caddy/key.pem
+			access_ttl 2m
+			refresh_ttl 24h
+			idle_timeout 1h
+			rotation_period 12h
+			refresh_cookie rt {
+				same_site lax
+				path /api/auth
+				insecure
+			}
+			login_limit 10 5m
+			revoke_access_tokens
+		}
+		issuer plain {
+			users_file u.json
+			refresh_cookie {
+				insecure
+			}
+		}
+	}`)
+	var a App
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(a.Issuers)
+	want := `{"mobile":{"iss":"https://auth.example.com","audience":["mobile","web"],"users_file":"/etc/caddy/users.json",` +
+		`"store_dir":"/var/lib/jwtauth","algorithm":"ES256","key_file":"/etc/caddy/key.pem","access_ttl":120000000000,` +
+		`"refresh_ttl":86400000000000,"idle_timeout":3600000000000,"rotation_period":43200000000000,` +
+		`"refresh_cookie":{"name":"rt","same_site":"lax","path":"/api/auth","insecure":true},` +
+		`"login_limit":{"max":10,"per":300000000000},"revoke_access_tokens":true},` +
+		`"plain":{"users_file":"u.json","refresh_cookie":{"insecure":true}}}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestIssuerCaddyfileErrors names the line of each mistake.
+func TestIssuerCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"issuer x {\n\tbogus 1\n}", `Testfile:2 unrecognized issuer option "bogus"`},
+		{"issuer x {\n\talgorithm HS512\n}", "Testfile:2 algorithm \"HS512\""},
+		{"issuer x {\n\titer\n}", "Testfile:2"},
+		{"issuer x {\n\tiss\n}", "Testfile:2 iss: expected one argument"},
+		{"issuer x {\n\tiss a\n\tiss b\n}", "Testfile:3 issuer: iss given twice"},
+		{"issuer x {\n\taccess_ttl soon\n}", "Testfile:2"},
+		{"issuer x {\n\tlogin_limit 5\n}", "Testfile:2 login_limit: expected N PER"},
+		{"issuer x {\n\tlogin_limit 0 1m\n}", "Testfile:2 login_limit: \"0\""},
+		{"issuer x {\n\tlogin_limit 5 -1m\n}", "Testfile:2 login_limit: \"-1m\""},
+		{"issuer x {\n\trevoke_access_tokens yes\n}", "Testfile:2 revoke_access_tokens: unexpected argument"},
+		{"issuer x {\n\trefresh_cookie a b\n}", "Testfile:2 refresh_cookie: unexpected argument"},
+		{"issuer x {\n\trefresh_cookie {\n\t\tsame_site loose\n\t}\n}", "Testfile:3"},
+		{"issuer x {\n\trefresh_cookie {\n\t\tdomain a\n\t}\n}", "Testfile:3 unrecognized refresh_cookie option \"domain\""},
+		{"issuer {\n}", "a name is required"},
+	} {
+		d := caddyfile.NewTestDispenser(tc.in)
+		d.Next() // "issuer", as the app's parser leaves it
+		_, err := blockName(d)
+		if err == nil {
+			err = new(Issuer).UnmarshalCaddyfile(d)
+		}
+		if err == nil {
+			t.Errorf("%q: no error", tc.in)
+			continue
+		}
+		if !itErrMatches(err, tc.want) {
+			t.Errorf("%q: error %q, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestIssuerHandlerCaddyfile parses the jwt_issuer directive.
+func TestIssuerHandlerCaddyfile(t *testing.T) {
+	var h IssuerHandler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_issuer mobile {\n\tpath_prefix /auth\n\tconsole\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if h.Issuer != "mobile" || h.PathPrefix != "/auth" || !h.Console {
+		t.Fatalf("%+v", h)
+	}
+	h = IssuerHandler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_issuer mobile")); err != nil || h.Issuer != "mobile" || h.PathPrefix != "" {
+		t.Fatalf("%+v %v", h, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"jwt_issuer", "an issuer name is required"},
+		{"jwt_issuer a /api", "set the path with the path_prefix subdirective"},
+		{"jwt_issuer a {\n\tpath_prefix\n}", "Testfile:2 path_prefix: expected one argument"},
+		{"jwt_issuer a {\n\tpath_prefix /a\n\tpath_prefix /b\n}", "Testfile:3 jwt_issuer: path_prefix given twice"},
+		{"jwt_issuer a {\n\tconsole on\n}", "Testfile:2 console: unexpected argument"},
+		{"jwt_issuer a {\n\tprefix /a\n}", `Testfile:2 unrecognized jwt_issuer option "prefix"`},
+	} {
+		var h IssuerHandler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
+		if err == nil || !itErrMatches(err, tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestIssuerHandlerValidate refuses bad prefixes and cookie paths.
+func TestIssuerHandlerValidate(t *testing.T) {
+	e := newItEnv(t, nil)
+	for _, p := range []string{"api", "/a/*", "/a//b", "/a/../b", "/{x}"} {
+		h := &IssuerHandler{Issuer: "test", PathPrefix: p}
+		_ = h.setup(e.is)
+		if err := h.Validate(); err == nil {
+			t.Errorf("path_prefix %q accepted", p)
+		}
+	}
+	h := &IssuerHandler{Issuer: "test", PathPrefix: "/"}
+	_ = h.setup(e.is)
+	if err := h.Validate(); err != nil || h.prefix != "" || h.cookiePath != "/" {
+		t.Fatalf("prefix / : %v %q %q", err, h.prefix, h.cookiePath)
+	}
+}
+
+// itErrMatches checks a Caddyfile error: want is "Testfile:LINE MESSAGE",
+// "Testfile:LINE" or a bare message.
+func itErrMatches(err error, want string) bool {
+	msg := err.Error()
+	if !strings.HasPrefix(want, "Testfile:") {
+		return strings.Contains(msg, want)
+	}
+	at, text, _ := strings.Cut(want, " ")
+	return strings.Contains(msg, text) && (strings.HasSuffix(msg, ", at "+at) || strings.Contains(msg, ", at "+at+" "))
+}

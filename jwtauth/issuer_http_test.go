@@ -1,0 +1,258 @@
+package jwtauth
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// TestIssuerRequestErrors covers the protocol errors of the endpoints.
+func TestIssuerRequestErrors(t *testing.T) {
+	e := newItEnv(t, nil)
+	login := `{"login":"alice","password":"alice-password"}`
+	big := `{"login":"alice","password":"alice-password","pad":"` + strings.Repeat("x", maxIssuerBody) + `"}`
+	for _, tc := range []struct {
+		name   string
+		rq     itReq
+		status int
+		code   string
+	}{
+		{"GET", itReq{method: http.MethodGet, path: "/authenticate"}, 405, "invalid_request"},
+		{"PUT", itReq{method: http.MethodPut, path: "/revoke/token", body: "{}"}, 405, "invalid_request"},
+		{"no content type", itReq{path: "/authenticate", body: login, ctype: "-"}, 415, "invalid_request"},
+		{"form", itReq{path: "/authenticate", body: "login=alice", ctype: "application/x-www-form-urlencoded"}, 415, "invalid_request"},
+		{"text/plain", itReq{path: "/authenticate", body: login, ctype: "text/plain"}, 415, "invalid_request"},
+		{"latin1", itReq{path: "/authenticate", body: login, ctype: "application/json; charset=iso-8859-1"}, 415, "invalid_request"},
+		{"too large", itReq{path: "/authenticate", body: big}, 413, "invalid_request"},
+		{"malformed", itReq{path: "/authenticate", body: `{"login":`}, 400, "invalid_request"},
+		{"trailing data", itReq{path: "/authenticate", body: login + `{}`}, 400, "invalid_request"},
+		{"array", itReq{path: "/authenticate", body: `[1]`}, 400, "invalid_request"},
+		{"duplicate member", itReq{path: "/authenticate", body: `{"login":"bob","login":"alice","password":"alice-password"}`}, 400, "invalid_request"},
+		{"login not a string", itReq{path: "/authenticate", body: `{"login":7,"password":"x"}`}, 400, "invalid_request"},
+		{"missing password", itReq{path: "/authenticate", body: `{"login":"alice"}`}, 400, "invalid_request"},
+		{"bad jsonrpc version", itReq{path: "/authenticate", body: `{"jsonrpc":"1.0","params":` + login + `}`}, 400, "invalid_request"},
+		{"no refresh token", itReq{path: "/update/access-token", body: `{}`}, 400, "invalid_request"},
+		{"refresh token not a string", itReq{path: "/update/access-token", body: `{"refreshToken":5}`}, 400, "invalid_request"},
+		{"conflicting refresh tokens", itReq{path: "/revoke/token", body: `{"refreshToken":"a"}`, header: map[string]string{"refreshToken": "b"}}, 400, "invalid_request"},
+		{"unknown refresh token", itReq{path: "/update/access-token", body: `{}`, header: map[string]string{"refreshToken": strings.Repeat("A", 43)}}, 401, "invalid_grant"},
+		{"garbage refresh token", itReq{path: "/update/access-token", body: `{}`, header: map[string]string{"refreshToken": "x.y.z"}}, 401, "invalid_grant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.do(tc.rq)
+			res.expect(t, tc.status, tc.code)
+			if tc.status == 405 && res.Header().Get("Allow") != "POST" {
+				t.Fatalf("Allow %q", res.Header().Get("Allow"))
+			}
+			if res.called {
+				t.Fatal("an endpoint request reached next")
+			}
+		})
+	}
+	// a chunked body over the cap, without Content-Length
+	rq := itReq{path: "/authenticate", body: big}
+	res := e.doChunked(rq)
+	res.expect(t, 413, "invalid_request")
+
+	// in the envelope, errors found in it are answered in it
+	m := e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":"x","params":{"login":"alice"}}`}).expect(t, 200, "")
+	errObj, _ := m["error"].(map[string]any)
+	if m["id"] != "x" || errObj == nil || errObj["code"] != float64(200) || errObj["message"] != "Odoo Server Error" {
+		t.Fatalf("envelope %v", m)
+	}
+	if data := errObj["data"].(map[string]any); data["http_status"] != float64(400) || data["name"] != "werkzeug.exceptions.BadRequest" {
+		t.Fatalf("data %v", data)
+	}
+	m = e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","params":[1]}`}).expect(t, 200, "")
+	if m["id"] != nil || m["error"] == nil {
+		t.Fatalf("envelope %v", m)
+	}
+}
+
+// doChunked sends the body without a Content-Length.
+func (e *itEnv) doChunked(rq itReq) itRes {
+	e.t.Helper()
+	rq.header = map[string]string{"Transfer-Encoding": "chunked"}
+	return e.doWith(rq, func(r *http.Request) { r.ContentLength = -1 })
+}
+
+// TestIssuerCrossOriginCookieRefused refuses cookie-carried refresh,
+// rotation and revocation from another origin, and cross-origin browser
+// logins; the family survives.
+func TestIssuerCrossOriginCookieRefused(t *testing.T) {
+	e := newItEnv(t, nil)
+	access, rt := e.login("alice", "alice-password")
+	cookie := &http.Cookie{Name: "refreshToken", Value: rt}
+	crossSite := map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site", "access_token": access}
+	originOnly := map[string]string{"Origin": "https://evil.example", "access_token": access}
+	for _, p := range []string{"/update/access-token", "/update/refresh-token", "/revoke/token"} {
+		for _, hdr := range []map[string]string{crossSite, originOnly} {
+			e.do(itReq{path: p, body: "{}", header: hdr, cookies: []*http.Cookie{cookie}}).expect(t, 403, "invalid_request")
+		}
+	}
+	e.do(itReq{path: "/authenticate", body: `{"login":"alice","password":"alice-password"}`, header: crossSite}).expect(t, 403, "invalid_request")
+	// same origin passes
+	same := map[string]string{"Origin": "http://example.com", "Sec-Fetch-Site": "same-origin"}
+	m := e.do(itReq{path: "/update/access-token", body: "{}", header: same, cookies: []*http.Cookie{cookie}}).expect(t, 200, "")
+	if _, ok := m["refreshToken"]; ok {
+		t.Fatal("refresh token in a body")
+	}
+	// a token sent explicitly is no cookie: a cross-site page cannot know it
+	e.do(itReq{path: "/update/access-token", body: "{}", header: map[string]string{"Sec-Fetch-Site": "cross-site", "refreshToken": rt}}).expect(t, 200, "")
+}
+
+// TestIssuerUserIDMustMatch refuses a user_id that is not the session's,
+// before anything changes.
+func TestIssuerUserIDMustMatch(t *testing.T) {
+	e := newItEnv(t, nil)
+	access, rt := e.login("alice", "alice-password")
+	hdr := map[string]string{"refreshToken": rt, "access_token": access}
+	e.do(itReq{path: "/update/access-token", body: `{"user_id":8}`, header: hdr}).expect(t, 401, "invalid_grant")
+	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":"8"}`, header: hdr}).expect(t, 401, "invalid_grant")
+	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":{}}`, header: hdr}).expect(t, 400, "invalid_request")
+	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":7}`, header: hdr}).expect(t, 200, "")
+}
+
+// TestIssuerCredentials: unknown users, wrong passwords and disabled users
+// get the same answer; bcrypt passwords over 72 bytes are refused; the fake
+// hash has the users' cost.
+func TestIssuerCredentials(t *testing.T) {
+	long := strings.Repeat("p", maxBcryptPassword)
+	e := newItEnv(t, nil)
+	itWriteUsers(t, e.users, append([]itUser{
+		{login: "long", password: long, userID: "9"},
+		{login: "off", password: "off-password", userID: "10", disabled: true},
+	}, itDefaultUsers...)...)
+	e.load(nil)
+	var bodies []string
+	for _, c := range [][2]string{{"nobody", "alice-password"}, {"alice", "wrong"}, {"off", "off-password"}, {"long", long + "q"}, {"alice", ""}} {
+		res := e.do(itReq{path: "/authenticate", body: `{"login":` + jsonQuote(c[0]) + `,"password":` + jsonQuote(c[1]) + `}`, ip: "198.51.100." + c[0][:1]})
+		res.expect(t, 401, "invalid_grant")
+		bodies = append(bodies, res.Body.String())
+	}
+	for _, b := range bodies[1:] {
+		if b != bodies[0] {
+			t.Fatalf("answers differ: %q vs %q", b, bodies[0])
+		}
+	}
+	e.login("long", long) // exactly 72 bytes is fine
+	if cost, err := bcrypt.Cost(e.is.fake.hash); err != nil || cost != bcrypt.MinCost || !e.is.fake.bcrypt {
+		t.Fatalf("fake hash cost %d (%v), want the users' %d", cost, err, bcrypt.MinCost)
+	}
+	if e.is.checkPassword("nobody", "x") != nil {
+		t.Fatal("unknown user accepted")
+	}
+}
+
+// TestIssuerFakeHashDefault uses caddyauth's fake hash for cost-14 bcrypt
+// users, as `caddy hash-password` makes them.
+func TestIssuerFakeHashDefault(t *testing.T) {
+	u := &issuerUser{hash: []byte("$2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6"), bcrypt: true}
+	fc, err := fakeCredentialFor([]*issuerUser{u})
+	if err != nil || string(fc.hash) != string(u.hash) {
+		t.Fatalf("fake %q, %v", fc.hash, err)
+	}
+	u2 := &issuerUser{login: "a", hash: []byte("$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHRzYWx0$" + strings.Repeat("A", 43))}
+	fc, err = fakeCredentialFor([]*issuerUser{u2})
+	if err != nil || fc.bcrypt || hashParams(fc.hash) != hashParams(u2.hash) {
+		t.Fatalf("argon2id fake %q (%s), %v", fc.hash, hashParams(fc.hash), err)
+	}
+}
+
+// TestIssuerLoginLimit: past login_limit failures, attempts are answered
+// 429 with Retry-After, even with the right password, per client address
+// and per login; X-Forwarded-For does not change the address.
+func TestIssuerLoginLimit(t *testing.T) {
+	auth := func(e *itEnv, login, password, ip string, hdr map[string]string) itRes {
+		return e.do(itReq{path: "/authenticate", body: `{"login":"` + login + `","password":"` + password + `"}`, ip: ip, header: hdr})
+	}
+	t.Run("per address", func(t *testing.T) {
+		e := newItEnv(t, nil)
+		for i := range 5 {
+			auth(e, "alice", "wrong", "203.0.113.5", map[string]string{"X-Forwarded-For": "10.0.0." + string(rune('1'+i))}).expect(t, 401, "invalid_grant")
+			e.clock.Add(time.Second)
+		}
+		for _, xff := range []string{"", "10.9.9.9", "192.0.2.77, 10.0.0.1"} {
+			res := auth(e, "bob", "bob-password", "203.0.113.5", map[string]string{"X-Forwarded-For": xff})
+			res.expect(t, 429, "too_many_requests")
+			if ra := res.Header().Get("Retry-After"); ra != "55" {
+				t.Fatalf("Retry-After %q, want 55", ra)
+			}
+		}
+		// another address is not affected
+		auth(e, "bob", "bob-password", "203.0.113.6", nil).expect(t, 200, "")
+		e.clock.Add(55 * time.Second)
+		auth(e, "bob", "bob-password", "203.0.113.5", nil).expect(t, 200, "")
+	})
+	t.Run("per login", func(t *testing.T) {
+		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3, Per: 0} })
+		for i := range 3 {
+			auth(e, "alice", "wrong", "198.51.100."+string(rune('1'+i)), nil).expect(t, 401, "invalid_grant")
+		}
+		res := auth(e, "alice", "alice-password", "198.51.100.9", nil)
+		res.expect(t, 429, "too_many_requests")
+		if res.Header().Get("Retry-After") != "60" {
+			t.Fatalf("Retry-After %q", res.Header().Get("Retry-After"))
+		}
+		m := e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":3,"params":{"login":"alice","password":"alice-password"}}`, ip: "198.51.100.10"}).expect(t, 200, "")
+		if d := m["error"].(map[string]any)["data"].(map[string]any); d["http_status"] != float64(429) {
+			t.Fatalf("envelope %v", m)
+		}
+		auth(e, "bob", "bob-password", "198.51.100.9", nil).expect(t, 200, "")
+		e.clock.Add(time.Minute)
+		auth(e, "alice", "alice-password", "198.51.100.9", nil).expect(t, 200, "")
+	})
+	t.Run("ipv6 /64", func(t *testing.T) {
+		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
+		auth(e, "alice", "wrong", "2001:db8:1:2::1", nil).expect(t, 401, "invalid_grant")
+		auth(e, "bob", "wrong", "2001:db8:1:2:ffff::9", nil).expect(t, 401, "invalid_grant")
+		auth(e, "bob", "bob-password", "2001:db8:1:2::abcd", nil).expect(t, 429, "too_many_requests")
+		auth(e, "bob", "bob-password", "2001:db8:1:3::1", nil).expect(t, 200, "")
+	})
+	t.Run("concurrent guesses", func(t *testing.T) {
+		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3} })
+		const n = 16
+		codes := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i] = auth(e, "alice", "wrong", "203.0.113.9", nil).Code
+			}()
+		}
+		wg.Wait()
+		count := map[int]int{}
+		for _, c := range codes {
+			count[c]++
+		}
+		if count[401] != 3 || count[429] != n-3 {
+			t.Fatalf("answers %v: the limit must hold for concurrent attempts", count)
+		}
+	})
+	t.Run("success resets the login only", func(t *testing.T) {
+		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
+		auth(e, "alice", "wrong", "192.0.2.10", nil).expect(t, 401, "invalid_grant")
+		auth(e, "alice", "alice-password", "192.0.2.11", nil).expect(t, 200, "")
+		auth(e, "alice", "wrong", "192.0.2.12", nil).expect(t, 401, "invalid_grant")
+		auth(e, "alice", "alice-password", "192.0.2.13", nil).expect(t, 200, "")
+	})
+}
+
+// TestLoginLimiterBounded keeps the tables bounded.
+func TestLoginLimiterBounded(t *testing.T) {
+	var l loginLimiter
+	now := testNow
+	for i := range maxLimiterEntries + 10 {
+		if _, ok := l.attempt("ip"+strconv.Itoa(i), loginKey(strconv.Itoa(i)), 5, time.Minute, now); !ok {
+			t.Fatal("a first attempt was refused")
+		}
+	}
+	if len(l.ips) > maxLimiterEntries || len(l.logins) > maxLimiterEntries {
+		t.Fatalf("%d / %d entries", len(l.ips), len(l.logins))
+	}
+}
