@@ -4,6 +4,8 @@
 package caddyfile
 
 import (
+	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -24,6 +26,13 @@ func init() {
 
 func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(jwtauth.App)
+	// a second jwtauth block adds to the first (a name defined in both is
+	// refused by UnmarshalCaddyfile)
+	if prev, ok := existing.(httpcaddyfile.App); ok {
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, err
+		}
+	}
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
 	}

@@ -23,10 +23,11 @@ func init() {
 // referenced by name from jwt_auth and jwt_issuer handlers, as the pki app
 // holds certificate authorities.
 type App struct {
-	// Named validators.
+	// Named validators, referenced by jwt_auth handlers. Default: none.
 	Validators map[string]*Validator `json:"validators,omitempty"`
 
-	// Named token issuers.
+	// Named token issuers, referenced by jwt_issuer handlers and by
+	// validators' issuer_keys. Default: none.
 	Issuers map[string]*Issuer `json:"issuers,omitempty"`
 
 	// Key that signs identity cookies (cookie mode). Supports {env.*} and
@@ -75,6 +76,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("cookie key: %w", err)
 		}
 	}
+	cookieOwner := make(map[string]string) // identity cookie name -> validator
 	for _, name := range sortedKeys(a.Validators) {
 		v := a.Validators[name]
 		if v == nil {
@@ -82,6 +84,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		if err := v.provision(ctx, name, a); err != nil {
 			return fmt.Errorf("validator %q: %w", name, err)
+		}
+		if v.Cookie == nil {
+			continue
+		}
+		// A cookie is bound to the validator that minted it, so two
+		// validators sharing a name would refuse each other's cookies.
+		if other, dup := cookieOwner[v.Cookie.Name]; dup {
+			return fmt.Errorf("validator %q: cookie name %q is already used by validator %q; give each cookie-mode validator its own cookie name", name, v.Cookie.Name, other)
+		}
+		cookieOwner[v.Cookie.Name] = name
+		for _, src := range v.Sources {
+			if src.From == "cookie" && src.Name == v.Cookie.Name {
+				return fmt.Errorf("validator %q: from_cookie %q is also the identity cookie's name", name, src.Name)
+			}
 		}
 	}
 	return nil

@@ -17,7 +17,7 @@ import (
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
-		return d.ArgErr()
+		return d.Errf("jwtauth: unexpected argument %q; options go in a block", d.Val())
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
@@ -54,6 +54,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Issuers[name] = is
 		case "cookie_secret":
+			if a.CookieSecret != "" {
+				return d.Err("cookie_secret defined twice")
+			}
 			if err := oneArg(d, &a.CookieSecret); err != nil {
 				return err
 			}
@@ -208,7 +211,7 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("cookie: only one per validator")
 			}
 			if d.NextArg() {
-				return d.ArgErr()
+				return d.Errf("cookie: unexpected argument %q; options go in a block", d.Val())
 			}
 			c := new(CookieConfig)
 			if err := c.unmarshalCaddyfile(d); err != nil {
@@ -250,10 +253,7 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "path":
 			err = oneArg(d, &c.Path)
 		case "insecure":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			c.Insecure = true
+			err = noArgs(d, &c.Insecure)
 		default:
 			err = d.Errf("unrecognized cookie option %q", d.Val())
 		}
@@ -344,8 +344,9 @@ func moreArgs(d *caddyfile.Dispenser, dst *[]string) error {
 }
 
 func noArgs(d *caddyfile.Dispenser, dst *bool) error {
+	opt := d.Val()
 	if d.NextArg() {
-		return d.Errf("unexpected argument %q", d.Val())
+		return d.Errf("%s: unexpected argument %q", opt, d.Val())
 	}
 	*dst = true
 	return nil
@@ -359,7 +360,9 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil {
-		return d.Errf("%s: %v", opt, err)
+		// not err itself: caddy rewrites "d" units before parsing, so
+		// "3days" would be reported as "72hays"
+		return d.Errf("%s: %q is not a duration such as 30s, 5m, 1h or 1d", opt, s)
 	}
 	if dur < 0 {
 		return d.Errf("%s: %s must not be negative", opt, s)

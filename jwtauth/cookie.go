@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,14 +20,16 @@ import (
 // CookieConfig is the OCA auth_jwt cookie mode, made safe: the cookie carries
 // the verified claims signed with a server-side key, it is always HttpOnly
 // with an explicit SameSite, it never outlives the token it came from, and
-// unsafe requests it authenticates must be same-origin.
+// unsafe requests it authenticates must be same-origin. It is set only after
+// a token from a header source is accepted.
 type CookieConfig struct {
 	// Cookie name. The __Host- prefix makes browsers require Secure and
 	// Path=/ and forbid Domain. Default: __Host-jwtauth.
 	Name string `json:"name,omitempty"`
 
-	// Lifetime of the cookie, capped at the token's exp. Default: the
-	// token's remaining lifetime.
+	// Lifetime of the cookie, capped at the token's exp. The server
+	// enforces it too: the expiry is part of the signed cookie value.
+	// Default: the token's remaining lifetime.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
 	// SameSite attribute: strict, lax or none. none requires Secure.
@@ -107,13 +110,17 @@ func isCookieName(s string) bool {
 	return true
 }
 
-// cookieMAC authenticates a cookie payload for one validator.
-func cookieMAC(key []byte, validator, payloadB64 string) []byte {
+// cookieMAC authenticates a cookie payload and its expiry for one validator:
+// a cookie minted for one validator is refused by every other, even under
+// the same key.
+func cookieMAC(key []byte, validator, payloadB64, expiry string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("jwtauth-cookie-v1\x00"))
+	m.Write([]byte("jwtauth-cookie-v2\x00"))
 	m.Write([]byte(validator))
 	m.Write([]byte{0})
 	m.Write([]byte(payloadB64))
+	m.Write([]byte{0})
+	m.Write([]byte(expiry))
 	return m.Sum(nil)
 }
 
@@ -121,19 +128,31 @@ func cookieMAC(key []byte, validator, payloadB64 string) []byte {
 // browser accepts.
 const maxCookieValue = 3800
 
+// The identity cookie's value is PAYLOAD.EXPIRY.MAC: the token's payload
+// segment, the cookie's own expiry in Unix seconds (the token's exp, or
+// sooner under max_age) and an HMAC-SHA256 of both. The server enforces the
+// expiry itself, so a copied cookie value is no longer accepted than the
+// browser would keep it.
+
 // identityCookie builds the cookie for a header-authenticated identity, or
-// nil when it would not fit or the token is about to expire.
+// nil when it would not fit, the token is about to expire or no cookie key
+// is loaded.
 func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	c := v.Cookie
+	if len(v.cookieKey) < 32 {
+		return nil
+	}
 	life := id.exp.Sub(now)
 	if c.MaxAge > 0 && time.Duration(c.MaxAge) < life {
 		life = time.Duration(c.MaxAge)
 	}
-	secs := int(life / time.Second)
+	secs := int64(life / time.Second)
 	if secs <= 0 {
 		return nil
 	}
-	value := id.payloadB64 + "." + b64.EncodeToString(cookieMAC(v.cookieKey, v.name, id.payloadB64))
+	expires := now.Add(time.Duration(secs) * time.Second)
+	expiry := strconv.FormatInt(expires.Unix(), 10)
+	value := id.payloadB64 + "." + expiry + "." + b64.EncodeToString(cookieMAC(v.cookieKey, v.name, id.payloadB64, expiry))
 	if len(value) > maxCookieValue {
 		return nil
 	}
@@ -141,34 +160,66 @@ func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 		Name:     c.Name,
 		Value:    value,
 		Path:     c.Path,
-		MaxAge:   secs,
-		Expires:  now.Add(time.Duration(secs) * time.Second),
+		MaxAge:   int(secs),
+		Expires:  expires,
 		Secure:   !c.Insecure,
 		HttpOnly: true,
 		SameSite: c.sameSite,
 	}
 }
 
+// openCookie checks a cookie value's MAC and returns its payload segment and
+// expiry.
+func (v *Validator) openCookie(value string) (payloadB64 string, expires time.Time, ok bool) {
+	if len(v.cookieKey) < 32 || len(value) > maxCookieValue {
+		return "", time.Time{}, false
+	}
+	d2 := strings.LastIndexByte(value, '.')
+	if d2 < 0 {
+		return "", time.Time{}, false
+	}
+	d1 := strings.LastIndexByte(value[:d2], '.')
+	if d1 < 0 {
+		return "", time.Time{}, false
+	}
+	payloadB64, expiry := value[:d1], value[d1+1:d2]
+	mac, err := b64.DecodeString(value[d2+1:])
+	if err != nil || !hmac.Equal(mac, cookieMAC(v.cookieKey, v.name, payloadB64, expiry)) {
+		return "", time.Time{}, false
+	}
+	secs, err := strconv.ParseInt(expiry, 10, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return payloadB64, time.Unix(secs, 0), true
+}
+
+// cookieCarries reports whether value is a valid identity cookie of v,
+// still within its expiry, for the token whose payload segment is
+// payloadB64.
+func (v *Validator) cookieCarries(value, payloadB64 string) bool {
+	p, expires, ok := v.openCookie(value)
+	return ok && p == payloadB64 && v.now().Before(expires)
+}
+
 // verifyCookie authenticates a request by its identity cookie. The cookie's
 // MAC stands in for the token signature; every claim check runs again, and
-// exp is enforced without leeway, so the cookie never outlives the token.
+// exp and the cookie's own expiry are enforced without leeway, so the cookie
+// never outlives the token.
 func (v *Validator) verifyCookie(value string) (*identity, error) {
-	bad := invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
-	dot := strings.LastIndexByte(value, '.')
-	if dot < 0 || len(value) > maxCookieValue {
-		return nil, bad
+	payloadB64, expires, ok := v.openCookie(value)
+	if !ok {
+		return nil, invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
 	}
-	payloadB64 := value[:dot]
-	mac, err := b64.DecodeString(value[dot+1:])
-	if err != nil || !hmac.Equal(mac, cookieMAC(v.cookieKey, v.name, payloadB64)) {
-		return nil, bad
+	now := v.now()
+	if !now.Before(expires) {
+		return nil, invalidToken(reasonExpired, ErrTokenExpired, "identity cookie expired")
 	}
 	payload, err := b64.DecodeString(payloadB64)
 	if err != nil {
-		return nil, bad
+		return nil, invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
 	}
 	id := &identity{v: v, payloadB64: payloadB64, payload: payload}
-	now := v.now()
 	if err := v.checkClaims(id, now); err != nil {
 		return nil, err
 	}

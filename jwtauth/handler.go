@@ -27,8 +27,9 @@ func init() {
 // {http.auth.jwt.claims.<claim>}. On failure it sets {http.auth.jwt.error} to
 // a short reason: missing, malformed, invalid, expired or forbidden.
 type Handler struct {
-	// Names of validators defined in the jwtauth app; any of them may
-	// accept. Required.
+	// Names of validators defined in the jwtauth app, tried in order; the
+	// first that accepts the token and whose require rules hold wins.
+	// Required: there is no default validator.
 	Validators []string `json:"validators,omitempty"`
 
 	// Public fallback (OCA public_or_jwt): a request with no credential
@@ -47,8 +48,9 @@ type Handler struct {
 	// Default: none.
 	ForwardPayload string `json:"forward_payload,omitempty"`
 
-	// Remove the token from the request before calling the next handler.
-	// Default: false.
+	// Remove the credential that authenticated the request (the token's
+	// header, cookie or query parameter, or the identity cookie) before
+	// calling the next handler, so upstreams never see it. Default: false.
 	StripToken bool `json:"strip_token,omitempty"`
 
 	// Let CORS preflight requests (OPTIONS with Origin and
@@ -67,9 +69,13 @@ type Handler struct {
 
 // ForwardClaim copies one claim to a request header.
 type ForwardClaim struct {
-	// Claim name.
+	// Name of the claim to copy; a string claim is copied as is, any other
+	// JSON value as its JSON text. A token without the claim (or whose value
+	// holds a control character) leaves the header absent. Required.
 	Claim string `json:"claim"`
-	// Header name.
+	// Name of the request header that receives it. Client-sent copies,
+	// also with '_' for '-' or in another case, are deleted first.
+	// Required.
 	Header string `json:"header"`
 }
 
@@ -91,8 +97,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return errors.New("jwt_auth: at least one validator is required")
 	}
 	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("jwt_auth: the jwtauth app is not configured: define validators in the jwtauth global option")
+	}
 	if err != nil {
-		return fmt.Errorf("jwt_auth: the jwtauth app is not configured (define validators in the jwtauth global option): %w", err)
+		return fmt.Errorf("jwt_auth: %w", err)
 	}
 	app := appIface.(*App)
 	for _, name := range h.Validators {
@@ -137,6 +146,8 @@ func (h *Handler) Validate() error {
 
 // ServeHTTP authenticates the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Spoofed copies of the headers we set go first, on every path, so
+	// that not even an anonymous or preflight request can forge them.
 	if len(h.strip) > 0 {
 		stripHeaders(r.Header, h.strip)
 	}
@@ -149,20 +160,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusInternalServerError, errors.New("jwt_auth: no replacer in request context"))
 	}
 
-	id, ex, fromCookie, err := h.authenticate(r)
+	res, err := h.authenticate(r)
 	if err != nil {
 		ae := reject(err)
 		if ae.reason == reasonMissing && h.Public {
-			h.validators[0].counters.anonymous.Inc()
+			res.v.counters.anonymous.Inc()
 			return next.ServeHTTP(w, r)
 		}
-		return h.refuse(w, r, repl, h.validators[0], ae)
+		return h.refuse(w, r, repl, res.v, ae)
 	}
-	v := id.v
-	if err := v.authorize(id); err != nil {
-		return h.refuse(w, r, repl, v, reject(err))
-	}
-	if fromCookie && !isSafeMethod(r.Method) {
+	id, v := res.id, res.v
+	// A credential the browser attaches by itself (the identity cookie or
+	// a token taken from a cookie) could be riding a cross-site request:
+	// unsafe methods must then be same-origin.
+	if res.ambient() && !isSafeMethod(r.Method) {
 		if err := h.cop.Check(r); err != nil {
 			return h.refuse(w, r, repl, v, reject(fmt.Errorf("%w: %v", ErrCrossOrigin, err)))
 		}
@@ -173,55 +184,78 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	setPlaceholders(repl, id)
 	for _, fc := range h.ForwardClaims {
-		if val, ok := id.claim(fc.Claim); ok {
+		if val, ok := id.claim(fc.Claim); ok && validHeaderValue(val) {
 			r.Header.Set(fc.Header, val)
 		}
 	}
 	if h.ForwardPayload != "" {
 		r.Header.Set(h.ForwardPayload, id.payloadB64)
 	}
-	if !fromCookie && v.Cookie != nil {
+	if v.Cookie != nil && res.ex.src != nil && res.ex.src.From == "header" {
 		h.setIdentityCookie(w, r, id)
 	}
-	if h.StripToken && ex.src != nil {
-		ex.strip(r)
+	if h.StripToken {
+		if res.ex.src != nil {
+			res.ex.strip(r)
+		}
+		if res.cookie {
+			removeCookie(r, v.Cookie.Name)
+		}
 	}
 	v.counters.ok.Inc()
 	if c := h.logger.Check(zapcore.DebugLevel, "authenticated"); c != nil {
-		c.Write(zap.String("validator", v.name), zap.String("user_id", id.userID), zap.Bool("cookie", fromCookie))
+		c.Write(zap.String("validator", v.name), zap.String("user_id", id.userID), zap.Bool("cookie", res.cookie))
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// authenticate tries each validator in order. It returns the first identity
-// accepted. When none accepts, the error is the first real failure (a bad
-// token beats a missing one), so a request with a bad credential is never
-// treated as anonymous.
-func (h *Handler) authenticate(r *http.Request) (*identity, extracted, bool, error) {
+// authResult is the outcome of authenticate: on success the identity, the
+// validator that accepted it and where the credential came from; on failure
+// the validator whose error is reported.
+type authResult struct {
+	id     *identity
+	v      *Validator
+	ex     extracted // the token and its source; empty for the identity cookie
+	cookie bool      // authenticated by the identity cookie
+}
+
+// ambient reports whether the credential is one a browser sends on its own.
+func (res authResult) ambient() bool {
+	return res.cookie || (res.ex.src != nil && res.ex.src.From == "cookie")
+}
+
+// authenticate tries each validator in order and returns the first that
+// accepts the request and whose require rules hold (any validator may
+// accept). When none accepts, the error is the most telling failure (a bad
+// or forbidden token beats a missing one), so a request with a bad
+// credential is never treated as anonymous. The identity cookie is consulted
+// only when the validator's own sources find no token: a token wins.
+func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 	var firstErr error
+	failed := h.validators[0]
 	for _, v := range h.validators {
 		ex, err := extractToken(r, v.Sources)
+		cookie := false
+		var id *identity
 		if err == nil {
-			id, verr := v.verify(ex.token)
-			if verr == nil {
-				return id, ex, false, nil
-			}
-			err = verr
+			id, err = v.verify(ex.token)
 		} else if errors.Is(err, ErrTokenMissing) && v.Cookie != nil {
-			// cookie mode: only when no header/cookie/query token
-			if c, cerr := r.Cookie(v.Cookie.Name); cerr == nil {
-				id, verr := v.verifyCookie(c.Value)
-				if verr == nil {
-					return id, extracted{}, true, nil
-				}
-				err = verr
+			if c, cerr := r.Cookie(v.Cookie.Name); cerr == nil && c.Value != "" {
+				id, err = v.verifyCookie(c.Value)
+				cookie = true
 			}
+		}
+		if err == nil {
+			err = v.authorize(id)
+		}
+		if err == nil {
+			return authResult{id: id, v: v, ex: ex, cookie: cookie}, nil
 		}
 		if firstErr == nil || (errors.Is(firstErr, ErrTokenMissing) && !errors.Is(err, ErrTokenMissing)) {
-			firstErr = err
+			firstErr, failed = err, v
 		}
 	}
-	return nil, extracted{}, false, firstErr
+	return authResult{v: failed}, firstErr
 }
 
 // refuse answers a rejection and stops the chain.
@@ -230,44 +264,59 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	repl.Set("http.auth.jwt.error", ae.reason)
 	w.Header().Set("WWW-Authenticate", ae.wwwAuthenticate(h.Realm))
 	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
-		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("uri", r.RequestURI))
+		// the path only: a from_query token would be in the full URI
+		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))
 	}
 	return caddyhttp.Error(ae.status, ae)
 }
 
+// setIdentityCookie returns the identity cookie after a header
+// authentication, unless the request already carries a valid one for the
+// same token: the cookie's lifetime is set once per token, never extended.
 func (h *Handler) setIdentityCookie(w http.ResponseWriter, r *http.Request, id *identity) {
 	v := id.v
-	c := v.identityCookie(id, v.now())
-	if c == nil {
+	if old, err := r.Cookie(v.Cookie.Name); err == nil && v.cookieCarries(old.Value, id.payloadB64) {
 		return
 	}
-	if old, err := r.Cookie(c.Name); err == nil && old.Value == c.Value {
-		return // already set from this token: do not extend it
+	if c := v.identityCookie(id, v.now()); c != nil {
+		http.SetCookie(w, c)
 	}
-	http.SetCookie(w, c)
 }
 
 func isSafeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
 }
 
-// setPlaceholders publishes the identity. Claims are looked up lazily, only
-// when a placeholder asks for one.
-func setPlaceholders(repl *caddy.Replacer, id *identity) {
-	repl.Set("http.auth.user.id", id.userID)
-	repl.Set("http.auth.jwt.validator", id.v.name)
-	repl.Set("http.auth.jwt.partner_id", id.partnerID)
-	repl.Map(func(key string) (any, bool) {
-		var name string
-		switch {
-		case strings.HasPrefix(key, "http.auth.jwt.claims."):
-			name = key[len("http.auth.jwt.claims."):]
-		case strings.HasPrefix(key, "http.auth.user."):
-			name = key[len("http.auth.user."):]
-		default:
-			return nil, false
+// validHeaderValue reports whether s can be sent as a header value: a claim
+// holding a control character is not forwarded (its header stays deleted).
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
 		}
-		return id.claim(name)
+	}
+	return true
+}
+
+// setPlaceholders publishes the identity through one lazy provider: nothing
+// is copied, boxed or decoded unless a placeholder is read, so a request
+// that uses none pays for one small closure.
+func setPlaceholders(repl *caddy.Replacer, id *identity) {
+	repl.Map(func(key string) (any, bool) {
+		const user, claims = "http.auth.user.", "http.auth.jwt.claims."
+		switch {
+		case key == "http.auth.user.id":
+			return id.userID, true
+		case key == "http.auth.jwt.validator":
+			return id.v.name, true
+		case key == "http.auth.jwt.partner_id":
+			return id.partnerID, true
+		case strings.HasPrefix(key, claims):
+			return id.claim(key[len(claims):])
+		case strings.HasPrefix(key, user):
+			return id.claim(key[len(user):])
+		}
+		return nil, false
 	})
 }
 

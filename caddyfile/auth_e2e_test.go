@@ -1,0 +1,352 @@
+package caddyfile_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// End-to-end tests of jwt_auth in a real Caddy (caddytest runs it in this
+// process, admin on localhost:2999). Ports: 9100 (HTTP), 9101 (HTTPS, the
+// protected site), 9102 (the backend) and 9103 (a plain-HTTP site that
+// lets underscore headers through). They run on the real clock, so
+// tokens expire a day from now.
+
+const (
+	e2eSecret = "e2e-secret-0123456789abcdef-0123456789"
+	e2eSite   = "https://caddy.localhost:9101"
+)
+
+// The backend echoes what reached it; the protected site proxies to it.
+// Caddy's internal CA issues the site's certificate (caddytest's client
+// does not verify it).
+const e2eConfig = `{
+	admin localhost:2999
+	http_port 9100
+	https_port 9101
+	grace_period 1ns
+	skip_install_trust
+	local_certs
+	# Caddy drops request headers with underscores unless allowed (and then
+	# drops their hyphenated spelling): allow them on :9103, so that there
+	# jwt_auth alone keeps the underscore spellings out, as it keeps the
+	# hyphenated ones out on :9101.
+	servers :9103 {
+		expected_underscore_headers x_user_id x_user_email
+	}
+	jwtauth {
+		cookie_secret e2e-cookie-secret-0123456789abcdef
+		validator web {
+			issuer https://id.e2e.test
+			audience web
+			secret ` + e2eSecret + `
+			cookie
+		}
+		validator api {
+			issuer https://id.e2e.test
+			audience web
+			secret ` + e2eSecret + `
+		}
+	}
+}
+
+https://caddy.localhost:9101 {
+	handle /public/* {
+		jwt_auth api {
+			public
+			forward_claim sub X-User-Id
+			forward_claim email X-User-Email
+			forward_payload X-Jwt-Payload
+		}
+		reverse_proxy 127.0.0.1:9102
+	}
+	handle {
+		jwt_auth web {
+			forward_claim sub X-User-Id
+			forward_claim email X-User-Email
+			forward_payload X-Jwt-Payload
+		}
+		reverse_proxy 127.0.0.1:9102
+	}
+}
+
+http://localhost:9103 {
+	jwt_auth api {
+		public
+		forward_claim sub X-User-Id
+		forward_claim email X-User-Email
+	}
+	# the backend's server drops underscore headers: show it what the
+	# proxy would send
+	reverse_proxy 127.0.0.1:9102 {
+		header_up X-Seen-Under "{http.request.header.x_user_id}|{http.request.header.x_user_email}"
+	}
+}
+
+http://:9102 {
+	respond "user={http.request.header.X-User-Id} email={http.request.header.X-User-Email} under={http.request.header.X-Seen-Under} payload={http.request.header.X-Jwt-Payload} auth={http.request.header.Authorization}"
+}
+`
+
+// e2eLoad starts the config and unloads it when the test ends, which frees
+// its ports for the next test.
+func e2eLoad(t *testing.T, config string) *caddytest.Tester {
+	t.Helper()
+	hermeticHome(t)
+	tc := caddytest.NewTester(t)
+	tc.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Cleanup(func() {
+		res, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader("{\n\tadmin localhost:2999\n}\n"))
+		if err != nil {
+			t.Errorf("unloading: %v", err)
+			return
+		}
+		res.Body.Close()
+	})
+	return tc
+}
+
+func e2eToken(t *testing.T, sub string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": "https://id.e2e.test", "aud": "web", "sub": sub, "email": sub + "@example.com",
+		"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
+	}).SignedString([]byte(e2eSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// e2eDo sends a request with the tester's client (and its cookie jar) to
+// path on e2eSite, or to path when it is a URL; headers alternate name and
+// value, and are set verbatim.
+func e2eDo(t *testing.T, c *http.Client, method, path string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	if !strings.HasPrefix(path, "http") {
+		path = e2eSite + path
+	}
+	req, err := http.NewRequest(method, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+func e2eExpect(t *testing.T, c *http.Client, want int, method, path string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	res, body := e2eDo(t, c, method, path, headers...)
+	if res.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d; WWW-Authenticate %q; body %q", method, path, res.StatusCode, want, res.Header.Get("WWW-Authenticate"), body)
+	}
+	return res, body
+}
+
+// e2eField returns NAME's value in the backend's echo "a=1 b=2 ...".
+func e2eField(t *testing.T, body, name string) string {
+	t.Helper()
+	for _, f := range strings.Fields(body) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == name {
+			return v
+		}
+	}
+	t.Fatalf("no %s= in backend echo %q", name, body)
+	return ""
+}
+
+func TestE2ERequiredAndPublic(t *testing.T) {
+	tc := e2eLoad(t, e2eConfig)
+	c := tc.Client
+	alice := e2eToken(t, "alice")
+
+	// required mode
+	res, _ := e2eExpect(t, c, http.StatusUnauthorized, "GET", "/")
+	if got := res.Header.Get("WWW-Authenticate"); got != `Bearer realm="restricted"` {
+		t.Fatalf("WWW-Authenticate %q", got)
+	}
+	res, _ = e2eExpect(t, c, http.StatusUnauthorized, "GET", "/", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
+	if got := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="restricted", error="invalid_token", error_description=`) {
+		t.Fatalf("WWW-Authenticate %q", got)
+	}
+	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("backend saw %q", body)
+	}
+
+	// public mode
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/page")
+	if e2eField(t, body, "user") != "" {
+		t.Fatalf("anonymous request reached the backend as %q", body)
+	}
+	e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer not.a.token")
+	e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Bearer "+alice)
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("backend saw %q", body)
+	}
+}
+
+func TestE2EForwardedHeaders(t *testing.T) {
+	tc := e2eLoad(t, e2eConfig)
+	c := tc.Client
+	alice := e2eToken(t, "alice")
+	// Caddy drops x_user_id itself here; jwt_auth must drop the rest
+	spoof := []string{"X-User-Id", "eve", "X-USER-ID", "mallory", "X-User-Email", "eve@evil.example", "X-Jwt-Payload", "e30"}
+
+	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/", append([]string{"Authorization", "Bearer " + alice}, spoof...)...)
+	// spoofed copies would be joined: "alice,eve,mallory"
+	if got := e2eField(t, body, "user"); got != "alice" {
+		t.Fatalf("backend's X-User-Id %q: %q", got, body)
+	}
+	if got := e2eField(t, body, "email"); got != "alice@example.com" {
+		t.Fatalf("backend's X-User-Email %q: %q", got, body)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(e2eField(t, body, "payload"))
+	if err != nil {
+		t.Fatalf("payload header: %v in %q", err, body)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil || claims["sub"] != "alice" || claims["iss"] != "https://id.e2e.test" {
+		t.Fatalf("payload %s (%v)", payload, err)
+	}
+	// without strip_token the token goes on to the backend
+	if got := e2eField(t, body, "auth"); got != "Bearer" {
+		t.Fatalf("Authorization at the backend: %q", got)
+	}
+
+	// the public, anonymous path strips the spoofed headers too
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/x", spoof...)
+	if e2eField(t, body, "user") != "" || e2eField(t, body, "email") != "" || e2eField(t, body, "payload") != "" {
+		t.Fatalf("spoofed identity reached the backend anonymously: %q", body)
+	}
+
+	// where Caddy lets underscore spellings through, jwt_auth drops them,
+	// authenticated or anonymous
+	under := []string{"x_user_id", "eve", "x_user_email", "eve@evil.example"}
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "http://localhost:9103/", append([]string{"Authorization", "Bearer " + alice}, under...)...)
+	if e2eField(t, body, "user") != "alice" || e2eField(t, body, "email") != "alice@example.com" || e2eField(t, body, "under") != "|" {
+		t.Fatalf("backend saw %q", body)
+	}
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "http://localhost:9103/", under...)
+	if e2eField(t, body, "user") != "" || e2eField(t, body, "email") != "" || e2eField(t, body, "under") != "|" {
+		t.Fatalf("backend saw %q", body)
+	}
+}
+
+func TestE2ECookieMode(t *testing.T) {
+	tc := e2eLoad(t, e2eConfig)
+	c := tc.Client
+	site, _ := url.Parse(e2eSite + "/")
+	alice, bob := e2eToken(t, "alice"), e2eToken(t, "bob")
+
+	// 1. header authentication sets the identity cookie
+	res, body := e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("backend saw %q", body)
+	}
+	set := res.Header.Values("Set-Cookie")
+	if len(set) != 1 {
+		t.Fatalf("Set-Cookie %q", set)
+	}
+	for _, attr := range []string{"__Host-jwtauth=", "; Path=/", "; Max-Age=", "; HttpOnly", "; Secure", "; SameSite=Strict"} {
+		if !strings.Contains(set[0], attr) {
+			t.Errorf("Set-Cookie %q lacks %q", set[0], attr)
+		}
+	}
+	jar := c.Jar.Cookies(site)
+	if len(jar) != 1 || jar[0].Name != "__Host-jwtauth" {
+		t.Fatalf("cookie jar %v", jar)
+	}
+
+	// 2. the cookie alone authenticates, and is not re-set
+	res, body = e2eExpect(t, c, http.StatusOK, "GET", "/")
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("cookie request reached the backend as %q", body)
+	}
+	if got := res.Header.Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("cookie re-set on a cookie request: %q", got)
+	}
+
+	// 3. cross-origin unsafe requests carried by the cookie are refused
+	res, _ = e2eExpect(t, c, http.StatusForbidden, "POST", "/", "Origin", "https://evil.example")
+	if got := res.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
+		t.Fatalf("WWW-Authenticate %q", got)
+	}
+	e2eExpect(t, c, http.StatusForbidden, "POST", "/", "Sec-Fetch-Site", "cross-site")
+	e2eExpect(t, c, http.StatusForbidden, "DELETE", "/", "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
+	_, body = e2eExpect(t, c, http.StatusOK, "POST", "/", "Origin", e2eSite, "Sec-Fetch-Site", "same-origin")
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("same-origin POST reached the backend as %q", body)
+	}
+	e2eExpect(t, c, http.StatusOK, "GET", "/", "Sec-Fetch-Site", "cross-site")
+	// a header token is not ambient: no origin check
+	_, body = e2eExpect(t, c, http.StatusOK, "POST", "/", "Authorization", "Bearer "+alice, "Sec-Fetch-Site", "cross-site")
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("backend saw %q", body)
+	}
+
+	// 4. a header wins over the cookie (the jar still sends alice's)
+	if jar := c.Jar.Cookies(site); len(jar) != 1 {
+		t.Fatalf("cookie jar %v", jar)
+	}
+	res, body = e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+bob)
+	if e2eField(t, body, "user") != "bob" {
+		t.Fatalf("header and cookie: backend saw %q", body)
+	}
+	if got := res.Header.Values("Set-Cookie"); len(got) != 1 {
+		t.Fatalf("no cookie for the header's user: %q", got)
+	}
+	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/")
+	if e2eField(t, body, "user") != "bob" {
+		t.Fatalf("after bob's login the cookie says %q", body)
+	}
+
+	// 5. a forged cookie is refused, also on the public route
+	other := caddytest.NewTester(t).Client
+	other.Jar.SetCookies(site, []*http.Cookie{{Name: "__Host-jwtauth", Value: "eyJzdWIiOiJldmUifQ.9999999999.AAAA"}})
+	e2eExpect(t, other, http.StatusUnauthorized, "GET", "/")
+}
+
+// TestE2ELoadError loads a config through the admin API whose jwt_auth
+// names no validator of the app.
+func TestE2ELoadError(t *testing.T) {
+	hermeticHome(t)
+	caddytest.AssertLoadError(t, `{
+	admin localhost:2999
+	jwtauth {
+		validator api {
+			issuer i
+			audience a
+			secret `+e2eSecret+`
+		}
+	}
+}
+http://localhost:9100 {
+	jwt_auth api nope
+}
+`, "caddyfile", `jwt_auth: no validator named \"nope\" in the jwtauth app`)
+}

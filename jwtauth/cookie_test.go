@@ -1,0 +1,510 @@
+package jwtauth
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// ctCookie returns the identity cookie a response set, or nil.
+func ctCookie(t *testing.T, res htResult, name string) *http.Cookie {
+	t.Helper()
+	var found *http.Cookie
+	for _, c := range res.w.Result().Cookies() {
+		if c.Name == name {
+			if found != nil {
+				t.Fatalf("cookie %s set twice", name)
+			}
+			found = c
+		}
+	}
+	return found
+}
+
+// ctWithCookie is a request carrying only the identity cookie.
+func ctWithCookie(method string, c *http.Cookie) *http.Request {
+	r := httptest.NewRequest(method, "https://example.com/app", nil)
+	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	return r
+}
+
+// ctSetup provisions a cookie-mode validator "web" (partner_id from the
+// partner claim) and a handler over it.
+func ctSetup(t *testing.T, cc *CookieConfig, h *Handler) (*Handler, *testClock) {
+	t.Helper()
+	clock := newTestClock()
+	v := hsValidator()
+	v.Cookie = cc
+	v.PartnerID = &PartnerIDSource{Claim: "partner"}
+	h, _ = htHandler(t, clock, "web", v, h)
+	return h, clock
+}
+
+// ctLogin authenticates by header and returns the identity cookie set.
+func ctLogin(t *testing.T, h *Handler, tok string) *http.Cookie {
+	t.Helper()
+	res := htServe(t, h, htBearer(tok), nil)
+	htPass(t, res)
+	c := ctCookie(t, res, h.validators[0].Cookie.Name)
+	if c == nil {
+		t.Fatalf("no identity cookie after header authentication; Set-Cookie: %q", res.w.Header().Values("Set-Cookie"))
+	}
+	return c
+}
+
+func TestCookieSetAfterHeaderAuth(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	res := htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
+	htPass(t, res)
+	raw := res.w.Header().Values("Set-Cookie")
+	if len(raw) != 1 {
+		t.Fatalf("Set-Cookie %q", raw)
+	}
+	for _, attr := range []string{"__Host-jwtauth=", "; Path=/", "; Max-Age=3600", "; HttpOnly", "; Secure", "; SameSite=Strict"} {
+		if !strings.Contains(raw[0], attr) {
+			t.Errorf("Set-Cookie %q lacks %q", raw[0], attr)
+		}
+	}
+	if strings.Contains(raw[0], "Domain=") {
+		t.Errorf("a __Host- cookie must not have a Domain: %q", raw[0])
+	}
+	c := ctCookie(t, res, "__Host-jwtauth")
+	if !c.Expires.Equal(testNow.Add(time.Hour).Truncate(time.Second)) {
+		t.Errorf("Expires %v", c.Expires)
+	}
+
+	// the cookie is not a bearer token: it cannot be replayed as one
+	htRequire(t, htServe(t, h, htBearer(c.Value), nil), http.StatusUnauthorized, "malformed")
+}
+
+func TestCookieMaxAge(t *testing.T) {
+	tests := []struct {
+		name   string
+		maxAge time.Duration
+		exp    time.Duration
+		want   string
+	}{
+		{"token exp caps", 0, 90 * time.Minute, "Max-Age=5400"},
+		{"max_age caps", 10 * time.Minute, time.Hour, "Max-Age=600"},
+		{"exp below max_age", 10 * time.Minute, 5 * time.Minute, "Max-Age=300"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _ := ctSetup(t, &CookieConfig{MaxAge: caddy.Duration(tt.maxAge), Name: "sid", Path: "/app", SameSite: "lax"}, &Handler{})
+			res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(tt.exp).Unix()}))), nil)
+			htPass(t, res)
+			raw := res.w.Header().Get("Set-Cookie")
+			for _, attr := range []string{"sid=", tt.want, "; Path=/app", "; SameSite=Lax", "; Secure", "; HttpOnly"} {
+				if !strings.Contains(raw, attr) {
+					t.Errorf("Set-Cookie %q lacks %q", raw, attr)
+				}
+			}
+		})
+	}
+
+	// a token inside its leeway (exp passed) gets no cookie
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-10 * time.Second).Unix()}))), nil)
+	htPass(t, res)
+	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("cookie for a token past its exp: %q", got)
+	}
+
+	// insecure drops Secure, and only that
+	h, _ = ctSetup(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
+	res = htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
+	htPass(t, res)
+	if raw := res.w.Header().Get("Set-Cookie"); strings.Contains(raw, "Secure") || !strings.Contains(raw, "HttpOnly") || !strings.Contains(raw, "SameSite=Strict") {
+		t.Fatalf("insecure Set-Cookie %q", raw)
+	}
+}
+
+func TestCookieAuthenticates(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+	tok := hs256(t, htClaims("alice", map[string]any{"partner": "p7", "email": "alice@example.com"}))
+	byHeader := htServe(t, h, htBearer(tok), nil)
+	htPass(t, byHeader)
+	c := ctCookie(t, byHeader, "__Host-jwtauth")
+
+	r := ctWithCookie(http.MethodGet, c)
+	r.Header.Set("X-User-Id", "eve")
+	byCookie := htServe(t, h, r, nil)
+	htPass(t, byCookie)
+	for _, k := range []string{"http.auth.user.id", "http.auth.user.email", "http.auth.jwt.validator", "http.auth.jwt.partner_id", "http.auth.jwt.claims.email", "http.auth.jwt.claims.exp"} {
+		want, _ := byHeader.placeholder(k)
+		got, ok := byCookie.placeholder(k)
+		if !ok || got != want || got == "" {
+			t.Errorf("{%s}: %q by cookie, %q by header", k, got, want)
+		}
+	}
+	if got := byCookie.seen.Header.Values("X-User-Id"); len(got) != 1 || got[0] != "alice" {
+		t.Fatalf("X-User-Id %q", got)
+	}
+	// not re-extended: a cookie-authenticated request sets no cookie
+	if got := byCookie.w.Header().Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("Set-Cookie on a cookie-authenticated request: %q", got)
+	}
+	// nor does a header request with the same token that already has it
+	r = htBearer(tok)
+	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("Set-Cookie when the request carries the cookie for this token: %q", got)
+	}
+}
+
+func TestCookieHeaderWins(t *testing.T) {
+	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
+	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+
+	r := htBearer(hs256(t, htClaims("bob", nil)))
+	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "bob" {
+		t.Fatalf("user %q: the cookie won over the header", id)
+	}
+	if nc := ctCookie(t, res, c.Name); nc == nil || nc.Value == c.Value {
+		t.Fatal("no new cookie for the header's user")
+	}
+
+	// a bad header is not rescued by a good cookie
+	r = htBearer(htFlipSig(hs256(t, htClaims("bob", nil))))
+	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "invalid")
+
+	// nor an expired header
+	clock.Add(time.Minute)
+	r = htBearer(hs256(t, htClaims("bob", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})))
+	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "expired")
+}
+
+func TestCookieExpiry(t *testing.T) {
+	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, htClaims("alice", nil)) // exp = testNow + 1h; leeway 30s
+	c := ctLogin(t, h, tok)
+
+	clock.Add(time.Hour - time.Second)
+	htPass(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil))
+
+	clock.Add(2 * time.Second) // 1s past exp: inside the token's leeway
+	htPass(t, htServe(t, h, htBearer(tok), nil))
+	res := htServe(t, h, ctWithCookie(http.MethodGet, c), nil)
+	htRequire(t, res, http.StatusUnauthorized, "expired")
+	if got := res.w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
+		t.Fatalf("WWW-Authenticate %q", got)
+	}
+
+	// max_age is enforced by the server too, not only by the browser
+	h, clock = ctSetup(t, &CookieConfig{MaxAge: caddy.Duration(10 * time.Minute)}, &Handler{})
+	c = ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	clock.Add(10*time.Minute - time.Second)
+	htPass(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil))
+	clock.Add(time.Second)
+	htRequire(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "expired")
+}
+
+func TestCookieTampered(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{Public: true})
+	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 3 {
+		t.Fatalf("cookie value has %d parts", len(parts))
+	}
+	eve := htClaims("eve", nil)
+	evePayload := strings.Split(hs256(t, eve), ".")[1]
+	flip := func(s string, i int) string {
+		b := []byte(s)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		return string(b)
+	}
+	tampered := map[string]string{
+		"payload swapped":    evePayload + "." + parts[1] + "." + parts[2],
+		"payload bit":        flip(parts[0], 5) + "." + parts[1] + "." + parts[2],
+		"expiry extended":    parts[0] + ".99999999999." + parts[2],
+		"mac flipped":        parts[0] + "." + parts[1] + "." + flip(parts[2], 3),
+		"mac dropped":        parts[0] + "." + parts[1],
+		"mac empty":          parts[0] + "." + parts[1] + ".",
+		"only payload":       parts[0],
+		"empty":              "",
+		"dots":               "..",
+		"padded mac":         c.Value + "=",
+		"oversized":          strings.Repeat("A", 5000) + "." + parts[1] + "." + parts[2],
+		"bearer token":       hs256(t, htClaims("alice", nil)),
+		"non-numeric expiry": parts[0] + ".soon." + parts[2],
+	}
+	for name, val := range tampered {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+			r.Header.Set("Cookie", "__Host-jwtauth="+val)
+			res := htServe(t, h, r, nil)
+			if val == "" { // an empty cookie is no cookie: anonymous in public mode
+				htPass(t, res)
+				if _, ok := res.placeholder("http.auth.user.id"); ok {
+					t.Fatal("empty cookie authenticated")
+				}
+				return
+			}
+			htRequire(t, res, http.StatusUnauthorized, "invalid")
+		})
+	}
+	// untouched, it passes
+	res := htServe(t, h, ctWithCookie(http.MethodGet, c), nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
+		t.Fatalf("user %q", id)
+	}
+}
+
+func TestCookieBoundToValidator(t *testing.T) {
+	clock := newTestClock()
+	mk := func() *Validator {
+		v := hsValidator() // same secret, iss and aud
+		v.Cookie = &CookieConfig{}
+		return v
+	}
+	a := provisionApp(t, clock.Now, map[string]*Validator{"ck-a": mk(), "ck-b": mk()})
+	ha := provisionHandler(t, a, &Handler{Validators: []string{"ck-a"}})
+	hb := provisionHandler(t, a, &Handler{Validators: []string{"ck-b"}})
+	hab := provisionHandler(t, a, &Handler{Validators: []string{"ck-b", "ck-a"}})
+
+	c := ctLogin(t, ha, hs256(t, htClaims("alice", nil)))
+	htPass(t, htServe(t, ha, ctWithCookie(http.MethodGet, c), nil))
+	htRequire(t, htServe(t, hb, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
+	// a handler listing both finds the validator that minted it
+	res := htServe(t, hab, ctWithCookie(http.MethodGet, c), nil)
+	htPass(t, res)
+	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "ck-a" {
+		t.Fatalf("validator %q", name)
+	}
+}
+
+func TestCookieCrossOrigin(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, htClaims("alice", nil))
+	c := ctLogin(t, h, tok)
+
+	tests := []struct {
+		name    string
+		method  string
+		cookie  bool
+		header  bool
+		headers map[string]string
+		want    int // 0: passes
+	}{
+		{"cross-site POST by cookie", http.MethodPost, true, false, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"same-site POST by cookie", http.MethodPost, true, false, map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"cross-site DELETE by cookie", http.MethodDelete, true, false, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"foreign Origin PUT by cookie", http.MethodPut, true, false, map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"foreign Origin PATCH by cookie", http.MethodPatch, true, false, map[string]string{"Origin": "http://example.com.evil.example"}, http.StatusForbidden},
+		{"same-origin POST by cookie", http.MethodPost, true, false, map[string]string{"Sec-Fetch-Site": "same-origin"}, 0},
+		{"matching Origin POST by cookie", http.MethodPost, true, false, map[string]string{"Origin": "https://example.com"}, 0},
+		{"non-browser POST by cookie", http.MethodPost, true, false, nil, 0},
+		{"cross-site GET by cookie", http.MethodGet, true, false, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 0},
+		{"cross-site HEAD by cookie", http.MethodHead, true, false, map[string]string{"Sec-Fetch-Site": "cross-site"}, 0},
+		{"cross-site POST by header", http.MethodPost, false, true, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 0},
+		{"cross-site POST by header with cookie", http.MethodPost, true, true, map[string]string{"Sec-Fetch-Site": "cross-site"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, "https://example.com/app", nil)
+			if tt.cookie {
+				r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+			}
+			if tt.header {
+				r.Header.Set("Authorization", "Bearer "+tok)
+			}
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			res := htServe(t, h, r, nil)
+			if tt.want == 0 {
+				htPass(t, res)
+				return
+			}
+			htRequire(t, res, tt.want, "forbidden")
+			if !strings.Contains(res.err.Error(), "cross-origin") {
+				t.Fatalf("err %v", res.err)
+			}
+		})
+	}
+
+	// a token read from a cookie source is just as ambient
+	v := hsValidator()
+	v.Sources = []TokenSource{{From: "cookie", Name: "access_token"}}
+	hc, _ := htHandler(t, newTestClock(), "test", v, &Handler{})
+	r := httptest.NewRequest(http.MethodPost, "https://example.com/app", nil)
+	r.AddCookie(&http.Cookie{Name: "access_token", Value: tok})
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	htRequire(t, htServe(t, hc, r, nil), http.StatusForbidden, "forbidden")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	res := htServe(t, hc, r, nil)
+	htPass(t, res)
+	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("identity cookie set for a token that came from a cookie: %q", got)
+	}
+}
+
+func TestCookieOnlyAfterHeaderSources(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	v.Cookie = &CookieConfig{}
+	v.Sources = []TokenSource{{From: "header", Name: "Authorization", Prefix: "Bearer"}, {From: "query", Name: "token"}}
+	h, _ := htHandler(t, clock, "test", v, &Handler{})
+	tok := hs256(t, htClaims("alice", nil))
+	res := htServe(t, h, httptest.NewRequest(http.MethodGet, "https://example.com/?token="+tok, nil), nil)
+	htPass(t, res)
+	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("identity cookie set after a query token: %q", got)
+	}
+}
+
+func TestCookieStripToken(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{StripToken: true})
+	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	r := ctWithCookie(http.MethodGet, c)
+	r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	if _, err := res.seen.Cookie(c.Name); err == nil {
+		t.Fatal("identity cookie passed on with strip_token")
+	}
+	if tc, err := res.seen.Cookie("theme"); err != nil || tc.Value != "dark" {
+		t.Fatal("other cookie lost")
+	}
+}
+
+func TestCookieWithoutKey(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, htClaims("alice", nil))
+	c := ctLogin(t, h, tok)
+	v := h.validators[0]
+	key := v.cookieKey
+	v.cookieKey = nil
+	t.Cleanup(func() { v.cookieKey = key })
+	// with no key nothing is minted and nothing verifies, not even a
+	// cookie MACed with the empty key
+	id, err := v.verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.identityCookie(id, testNow) != nil {
+		t.Fatal("cookie minted without a key")
+	}
+	if _, err := v.verifyCookie(c.Value); err == nil {
+		t.Fatal("cookie verified without a key")
+	}
+	p := id.payloadB64
+	forged := p + ".99999999999." + b64.EncodeToString(cookieMAC(nil, v.name, p, "99999999999"))
+	if _, err := v.verifyCookie(forged); err == nil {
+		t.Fatal("cookie MACed with an empty key accepted")
+	}
+}
+
+func TestCookieKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "jwtauth", "cookie.key")
+	key, err := loadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(key) != 32 {
+		t.Fatalf("key of %d bytes", len(key))
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", fi.Mode().Perm())
+	}
+	if di, err := os.Stat(filepath.Dir(path)); err != nil || di.Mode().Perm() != 0o700 {
+		t.Fatalf("key directory mode %v (%v)", di.Mode().Perm(), err)
+	}
+	onDisk, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(onDisk, key) {
+		t.Fatal("returned key differs from the file")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+
+	// second start: the same key
+	again, err := loadOrCreateKey(path)
+	if err != nil || !bytes.Equal(again, key) {
+		t.Fatalf("second start: %v, same key %v", err, bytes.Equal(again, key))
+	}
+	// a key from another start would differ
+	other, err := loadOrCreateKey(filepath.Join(t.TempDir(), "cookie.key"))
+	if err != nil || bytes.Equal(other, key) {
+		t.Fatalf("independent keys are equal (%v)", err)
+	}
+
+	// a too-short file is refused, not extended or replaced
+	short := filepath.Join(t.TempDir(), "cookie.key")
+	if err := os.WriteFile(short, []byte("only-16-bytes..."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadOrCreateKey(short); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
+		t.Fatalf("short key: %v", err)
+	}
+	if b, _ := os.ReadFile(short); string(b) != "only-16-bytes..." {
+		t.Fatal("short key file rewritten")
+	}
+
+}
+
+// TestCookieKeyPersisted provisions the app twice without cookie_secret, as
+// two starts of Caddy: the key is created in Caddy's data directory once,
+// and a cookie from the first start authenticates after the second.
+func TestCookieKeyPersisted(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv("XDG_DATA_HOME", data)
+	start := func() *Handler {
+		v := hsValidator()
+		v.Cookie = &CookieConfig{}
+		a := &App{Validators: map[string]*Validator{"test": v}}
+		a.now = newTestClock().Now
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(func() { _ = a.Cleanup(); cancel() })
+		if err := a.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return provisionHandler(t, a, &Handler{Validators: []string{"test"}})
+	}
+	h1 := start()
+	c := ctLogin(t, h1, hs256(t, htClaims("alice", nil)))
+	path := filepath.Join(data, "caddy", "jwtauth", "cookie.key")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("key file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", fi.Mode().Perm())
+	}
+	h2 := start()
+	res := htServe(t, h2, ctWithCookie(http.MethodGet, c), nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
+		t.Fatalf("user %q", id)
+	}
+	if err := os.WriteFile(path, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h3 := start() // a new key: old cookies are void
+	htRequire(t, htServe(t, h3, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
+}

@@ -1,0 +1,619 @@
+package jwtauth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// htResult is what one pass through the handler produced.
+type htResult struct {
+	w      *httptest.ResponseRecorder
+	repl   *caddy.Replacer
+	err    error
+	called bool
+	seen   *http.Request // the request as next saw it
+}
+
+// status is the HTTP status of the handler's error, or 0 when it passed.
+func (res htResult) status() int {
+	if res.err == nil {
+		return 0
+	}
+	var he caddyhttp.HandlerError
+	if errors.As(res.err, &he) {
+		return he.StatusCode
+	}
+	return -1
+}
+
+func (res htResult) placeholder(key string) (string, bool) {
+	return res.repl.GetString(key)
+}
+
+// htServe runs h on r with repl (a fresh one when nil) in its context.
+func htServe(t testing.TB, h *Handler, r *http.Request, repl *caddy.Replacer) htResult {
+	t.Helper()
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	res := htResult{w: httptest.NewRecorder(), repl: repl}
+	res.err = h.ServeHTTP(res.w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		res.called = true
+		res.seen = r
+		return nil
+	}))
+	return res
+}
+
+// htRequire fails unless the request was refused with status and the
+// {http.auth.jwt.error} reason, without calling next.
+func htRequire(t *testing.T, res htResult, status int, reason string) {
+	t.Helper()
+	if res.status() != status {
+		t.Fatalf("status %d (err %v), want %d", res.status(), res.err, status)
+	}
+	if res.called {
+		t.Fatal("next was called on a refused request")
+	}
+	if got, _ := res.placeholder("http.auth.jwt.error"); got != reason {
+		t.Fatalf("{http.auth.jwt.error} = %q, want %q", got, reason)
+	}
+	if _, ok := res.placeholder("http.auth.user.id"); ok {
+		t.Fatal("{http.auth.user.id} set on a refused request")
+	}
+}
+
+// htPass fails unless next was called without error.
+func htPass(t *testing.T, res htResult) {
+	t.Helper()
+	if res.err != nil || !res.called {
+		t.Fatalf("refused: err=%v called=%v WWW-Authenticate=%q", res.err, res.called, res.w.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// htFlipSig changes one character in the middle of a token's signature.
+func htFlipSig(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + 10
+	c := byte('A')
+	if tok[i] == 'A' {
+		c = 'B'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
+}
+
+func htBearer(tok string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	if tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return r
+}
+
+// htClaims returns valid claims at testNow for user sub, with extra claims.
+func htClaims(sub string, extra map[string]any) jwt.MapClaims {
+	c := claims()
+	c["sub"] = sub
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// htHandler provisions an app with one validator named name and a handler
+// over it.
+func htHandler(t *testing.T, clock *testClock, name string, v *Validator, h *Handler) (*Handler, *Validator) {
+	t.Helper()
+	a := provisionApp(t, clock.Now, map[string]*Validator{name: v})
+	h.Validators = []string{name}
+	return provisionHandler(t, a, h), v
+}
+
+func TestHandlerRequiredMode(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	v.Require = []ClaimRequirement{{Claim: "scope", Values: []string{"read"}}}
+	h, _ := htHandler(t, clock, "test", v, &Handler{Realm: `api "v1"`})
+
+	t.Run("missing", func(t *testing.T) {
+		res := htServe(t, h, htBearer(""), nil)
+		htRequire(t, res, http.StatusUnauthorized, "missing")
+		// RFC 6750 §3.1: no error code when the request has no credential
+		if got := res.w.Header().Get("WWW-Authenticate"); got != `Bearer realm="api 'v1'"` {
+			t.Fatalf("WWW-Authenticate %q", got)
+		}
+	})
+	t.Run("other scheme", func(t *testing.T) {
+		r := htBearer("")
+		r.Header.Set("Authorization", "Basic YWxpY2U6c2VjcmV0")
+		htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "missing")
+	})
+	bad := []struct {
+		name, token, reason, desc string
+	}{
+		{"bad signature", htFlipSig(hs256(t, htClaims("alice", map[string]any{"scope": "read"}))), "invalid", "signature invalid"},
+		{"wrong key", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("k", 32)), htClaims("alice", map[string]any{"scope": "read"}), nil), "invalid", "signature invalid"},
+		{"expired", hs256(t, htClaims("alice", map[string]any{"scope": "read", "exp": testNow.Add(-time.Hour).Unix()})), "expired", "token expired"},
+		{"garbage", "not-a-token", "malformed", "not a compact JWS"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			res := htServe(t, h, htBearer(tt.token), nil)
+			htRequire(t, res, http.StatusUnauthorized, tt.reason)
+			got := res.w.Header().Get("WWW-Authenticate")
+			if !strings.HasPrefix(got, `Bearer realm="api 'v1'", error="invalid_token", error_description="`) {
+				t.Fatalf("WWW-Authenticate %q", got)
+			}
+			if tt.desc != "" && !strings.Contains(got, `error_description="`+tt.desc+`"`) {
+				t.Fatalf("WWW-Authenticate %q lacks description %q", got, tt.desc)
+			}
+			if strings.Contains(got, tt.token) {
+				t.Fatal("the challenge echoes the token")
+			}
+		})
+	}
+	t.Run("insufficient scope", func(t *testing.T) {
+		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"scope": "write admin"}))), nil)
+		htRequire(t, res, http.StatusForbidden, "forbidden")
+		if got := res.w.Header().Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="api 'v1'", error="insufficient_scope", error_description="`) {
+			t.Fatalf("WWW-Authenticate %q", got)
+		}
+	})
+	t.Run("ok", func(t *testing.T) {
+		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"scope": "write read"}))), nil)
+		htPass(t, res)
+		if res.w.Header().Get("WWW-Authenticate") != "" {
+			t.Fatal("challenge on success")
+		}
+		if _, ok := res.placeholder("http.auth.jwt.error"); ok {
+			t.Fatal("{http.auth.jwt.error} set on success")
+		}
+	})
+}
+
+func TestHandlerPublicMode(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	v.Cookie = &CookieConfig{}
+	h, _ := htHandler(t, clock, "test", v, &Handler{Public: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+
+	t.Run("anonymous", func(t *testing.T) {
+		r := htBearer("")
+		r.Header.Set("X-User-Id", "eve")
+		r.Header["x_user_id"] = []string{"eve"}
+		res := htServe(t, h, r, nil)
+		htPass(t, res)
+		for _, k := range []string{"http.auth.user.id", "http.auth.user.sub", "http.auth.jwt.validator", "http.auth.jwt.partner_id", "http.auth.jwt.claims.sub", "http.auth.jwt.error"} {
+			if val, ok := res.placeholder(k); ok {
+				t.Errorf("{%s} = %q on an anonymous request", k, val)
+			}
+		}
+		if len(res.seen.Header.Values("X-User-Id")) != 0 || len(res.seen.Header["x_user_id"]) != 0 {
+			t.Fatalf("spoofed identity reached next: %v", res.seen.Header)
+		}
+		if len(res.w.Result().Cookies()) != 0 {
+			t.Fatal("cookie set for an anonymous request")
+		}
+	})
+	t.Run("bad token", func(t *testing.T) {
+		htRequire(t, htServe(t, h, htBearer("a.b.c"), nil), http.StatusUnauthorized, "malformed")
+	})
+	t.Run("expired token", func(t *testing.T) {
+		tok := hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
+		htRequire(t, htServe(t, h, htBearer(tok), nil), http.StatusUnauthorized, "expired")
+	})
+	t.Run("invalid identity cookie", func(t *testing.T) {
+		r := htBearer("")
+		r.AddCookie(&http.Cookie{Name: "__Host-jwtauth", Value: "eyJzdWIiOiJldmUifQ.9999999999.AAAA"})
+		htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "invalid")
+	})
+	t.Run("valid token", func(t *testing.T) {
+		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
+		htPass(t, res)
+		if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
+			t.Fatalf("user id %q", id)
+		}
+		if got := res.seen.Header.Get("X-User-Id"); got != "alice" {
+			t.Fatalf("X-User-Id %q", got)
+		}
+	})
+}
+
+func TestHandlerPlaceholders(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	v.PartnerID = &PartnerIDSource{Claim: "partner"}
+	h, _ := htHandler(t, clock, "staff", v, &Handler{})
+	tok := hs256(t, htClaims("alice", map[string]any{
+		"email": "alice@example.com", "partner": 42, "roles": []string{"a", "b"}, "name": "Alice",
+	}))
+	res := htServe(t, h, htBearer(tok), nil)
+	htPass(t, res)
+	want := map[string]string{
+		"http.auth.user.id":             "alice",
+		"http.auth.user.email":          "alice@example.com",
+		"http.auth.user.name":           "Alice",
+		"http.auth.jwt.validator":       "staff",
+		"http.auth.jwt.partner_id":      "42",
+		"http.auth.jwt.claims.email":    "alice@example.com",
+		"http.auth.jwt.claims.partner":  "42",
+		"http.auth.jwt.claims.roles":    `["a","b"]`,
+		"http.auth.jwt.claims.iss":      "iss",
+		"http.auth.jwt.claims.sub":      "alice",
+		"http.auth.user.iss":            "iss",
+		"http.auth.jwt.claims.nonexist": "",
+	}
+	for k, w := range want {
+		got, ok := res.placeholder(k)
+		if got != w || ok != (w != "") {
+			t.Errorf("{%s} = %q (known %v), want %q", k, got, ok, w)
+		}
+	}
+	// as respond and header_up would expand them
+	if got := res.repl.ReplaceAll("{http.auth.user.id}/{http.auth.user.email}/{http.auth.jwt.partner_id}", "-"); got != "alice/alice@example.com/42" {
+		t.Fatalf("ReplaceAll: %q", got)
+	}
+
+	// user_id static: the id is fixed, the claims still available
+	v2 := hsValidator()
+	v2.UserID = &UserIDSource{Static: "service"}
+	h2, _ := htHandler(t, clock, "svc", v2, &Handler{})
+	res = htServe(t, h2, htBearer(tok), nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "service" {
+		t.Fatalf("static user id %q", id)
+	}
+	if sub, _ := res.placeholder("http.auth.user.sub"); sub != "alice" {
+		t.Fatalf("sub %q", sub)
+	}
+	if p, _ := res.placeholder("http.auth.jwt.partner_id"); p != "" {
+		t.Fatalf("partner id %q without partner_id", p)
+	}
+}
+
+func TestHandlerForwardHeaders(t *testing.T) {
+	clock := newTestClock()
+	h, _ := htHandler(t, clock, "test", hsValidator(), &Handler{
+		ForwardClaims: []ForwardClaim{
+			{Claim: "sub", Header: "X-User-Id"},
+			{Claim: "email", Header: "X-User-Email"},
+			{Claim: "note", Header: "X-Note"},
+		},
+		ForwardPayload: "X-Jwt-Payload",
+	})
+	spoof := func(r *http.Request) {
+		// every spelling a backend might fold into X-User-Id
+		r.Header["X-User-Id"] = []string{"eve"}
+		r.Header["x_user_id"] = []string{"eve"}
+		r.Header["X_User_Id"] = []string{"eve"}
+		r.Header["X-USER-ID"] = []string{"eve"}
+		r.Header["x-user-email"] = []string{"eve@example.com"}
+		r.Header["X-Jwt-Payload"] = []string{"e30"}
+		r.Header["X_JWT_PAYLOAD"] = []string{"e30"}
+		r.Header["X-Note"] = []string{"forged"}
+	}
+	spoofed := func(t *testing.T, hdr http.Header) {
+		t.Helper()
+		for k := range hdr {
+			if n := normalizeHeaderName(k); n == "x-user-id" || n == "x-user-email" || n == "x-jwt-payload" || n == "x-note" {
+				if k != http.CanonicalHeaderKey(k) || len(hdr[k]) != 1 {
+					t.Errorf("spoofed header %q = %q reached next", k, hdr[k])
+				}
+			}
+		}
+	}
+
+	c := htClaims("alice", map[string]any{"email": "alice@example.com", "note": "line1\nline2"})
+	tok := hs256(t, c)
+	r := htBearer(tok)
+	spoof(r)
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	spoofed(t, res.seen.Header)
+	if got := res.seen.Header.Values("X-User-Id"); len(got) != 1 || got[0] != "alice" {
+		t.Fatalf("X-User-Id %q", got)
+	}
+	if got := res.seen.Header.Get("X-User-Email"); got != "alice@example.com" {
+		t.Fatalf("X-User-Email %q", got)
+	}
+	if got := res.seen.Header.Values("X-Note"); len(got) != 0 {
+		t.Fatalf("a claim with a control character was forwarded: %q", got)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(res.seen.Header.Get("X-Jwt-Payload"))
+	if err != nil {
+		t.Fatalf("payload header: %v", err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(raw, &payload); err != nil || payload["sub"] != "alice" || payload["email"] != "alice@example.com" {
+		t.Fatalf("payload %s (%v)", raw, err)
+	}
+	if seg := strings.Split(tok, ".")[1]; res.seen.Header.Get("X-Jwt-Payload") != seg {
+		t.Fatal("the forwarded payload is not the token's verified payload segment")
+	}
+
+	// a claim the token lacks: the header is absent, not left spoofed
+	tok = hs256(t, htClaims("bob", nil))
+	r = htBearer(tok)
+	spoof(r)
+	res = htServe(t, h, r, nil)
+	htPass(t, res)
+	spoofed(t, res.seen.Header)
+	if got := res.seen.Header.Values("X-User-Email"); len(got) != 0 {
+		t.Fatalf("X-User-Email %q for a token without email", got)
+	}
+
+	// refused requests never reach next, and the spoofed headers are gone
+	// from the request all the same
+	r = htBearer("")
+	spoof(r)
+	res = htServe(t, h, r, nil)
+	htRequire(t, res, http.StatusUnauthorized, "missing")
+	for k := range r.Header {
+		if strings.Contains(strings.ToLower(k), "user") {
+			t.Errorf("header %q kept on the refused request", k)
+		}
+	}
+}
+
+func TestHandlerStripToken(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	sources := []TokenSource{
+		{From: "header", Name: "Authorization", Prefix: "Bearer"},
+		{From: "cookie", Name: "access_token"},
+		{From: "query", Name: "access_token"},
+	}
+	v.Sources = append([]TokenSource{}, sources...)
+	strip, _ := htHandler(t, clock, "test", v, &Handler{StripToken: true})
+	v2 := hsValidator()
+	v2.Sources = append([]TokenSource{}, sources...)
+	keep, _ := htHandler(t, clock, "test", v2, &Handler{})
+	tok := hs256(t, htClaims("alice", nil))
+
+	t.Run("header", func(t *testing.T) {
+		r := htBearer(tok)
+		r.Header.Set("X-Other", "1")
+		res := htServe(t, strip, r, nil)
+		htPass(t, res)
+		if res.seen.Header.Get("Authorization") != "" || res.seen.Header.Get("X-Other") != "1" {
+			t.Fatalf("headers after strip: %v", res.seen.Header)
+		}
+		res = htServe(t, keep, htBearer(tok), nil)
+		htPass(t, res)
+		if res.seen.Header.Get("Authorization") == "" {
+			t.Fatal("token stripped without strip_token")
+		}
+	})
+	t.Run("cookie", func(t *testing.T) {
+		mk := func() *http.Request {
+			r := htBearer("")
+			r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
+			r.AddCookie(&http.Cookie{Name: "access_token", Value: tok})
+			r.AddCookie(&http.Cookie{Name: "lang", Value: "fr"})
+			return r
+		}
+		res := htServe(t, strip, mk(), nil)
+		htPass(t, res)
+		if _, err := res.seen.Cookie("access_token"); err == nil {
+			t.Fatal("token cookie kept")
+		}
+		if c, err := res.seen.Cookie("theme"); err != nil || c.Value != "dark" {
+			t.Fatal("other cookie lost")
+		}
+		if c, err := res.seen.Cookie("lang"); err != nil || c.Value != "fr" {
+			t.Fatal("other cookie lost")
+		}
+		res = htServe(t, keep, mk(), nil)
+		htPass(t, res)
+		if _, err := res.seen.Cookie("access_token"); err != nil {
+			t.Fatal("token cookie stripped without strip_token")
+		}
+	})
+	t.Run("query", func(t *testing.T) {
+		mk := func() *http.Request {
+			return httptest.NewRequest(http.MethodGet, "https://example.com/p?a=1&access_token="+tok+"&b=2", nil)
+		}
+		res := htServe(t, strip, mk(), nil)
+		htPass(t, res)
+		if res.seen.URL.RawQuery != "a=1&b=2" || strings.Contains(res.seen.RequestURI, tok) || res.seen.RequestURI != "/p?a=1&b=2" {
+			t.Fatalf("query %q, RequestURI %q", res.seen.URL.RawQuery, res.seen.RequestURI)
+		}
+		res = htServe(t, keep, mk(), nil)
+		htPass(t, res)
+		if res.seen.URL.Query().Get("access_token") != tok {
+			t.Fatal("query token stripped without strip_token")
+		}
+	})
+}
+
+func TestHandlerCORSPreflight(t *testing.T) {
+	clock := newTestClock()
+	allow, _ := htHandler(t, clock, "test", hsValidator(), &Handler{AllowCORSPreflight: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+	a := provisionApp(t, clock.Now, map[string]*Validator{"deny": hsValidator()})
+	deny := provisionHandler(t, a, &Handler{Validators: []string{"deny"}})
+
+	preflight := func() *http.Request {
+		r := httptest.NewRequest(http.MethodOptions, "https://example.com/api", nil)
+		r.Header.Set("Origin", "https://app.example.com")
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		r.Header.Set("X-User-Id", "eve")
+		return r
+	}
+	res := htServe(t, allow, preflight(), nil)
+	htPass(t, res)
+	if res.seen.Header.Get("X-User-Id") != "" {
+		t.Fatal("spoofed header passed on a preflight")
+	}
+	if _, ok := res.placeholder("http.auth.user.id"); ok {
+		t.Fatal("preflight authenticated")
+	}
+	htRequire(t, htServe(t, deny, preflight(), nil), http.StatusUnauthorized, "missing")
+
+	// an OPTIONS that is not a preflight is authenticated as usual
+	r := preflight()
+	r.Header.Del("Access-Control-Request-Method")
+	htRequire(t, htServe(t, allow, r, nil), http.StatusUnauthorized, "missing")
+	r = preflight()
+	r.Header.Del("Origin")
+	htRequire(t, htServe(t, allow, r, nil), http.StatusUnauthorized, "missing")
+}
+
+func TestHandlerUserConflict(t *testing.T) {
+	h, _ := htHandler(t, newTestClock(), "test", hsValidator(), &Handler{})
+	tok := hs256(t, htClaims("alice", nil))
+
+	other := caddy.NewReplacer()
+	other.Set("http.auth.user.id", "bob") // e.g. basic_auth ran before
+	res := htServe(t, h, htBearer(tok), other)
+	if res.status() != http.StatusUnauthorized || res.called {
+		t.Fatalf("status %d called %v", res.status(), res.called)
+	}
+	if !errors.Is(res.err, ErrUserConflict) {
+		t.Fatalf("err %v", res.err)
+	}
+	if id, _ := other.GetString("http.auth.user.id"); id != "bob" {
+		t.Fatalf("user id overwritten: %q", id)
+	}
+
+	same := caddy.NewReplacer()
+	same.Set("http.auth.user.id", "alice")
+	htPass(t, htServe(t, h, htBearer(tok), same))
+
+	empty := caddy.NewReplacer()
+	empty.Set("http.auth.user.id", "")
+	htPass(t, htServe(t, h, htBearer(tok), empty))
+}
+
+func TestHandlerConflictingTokens(t *testing.T) {
+	v := hsValidator()
+	v.Sources = []TokenSource{
+		{From: "header", Name: "Authorization", Prefix: "Bearer"},
+		{From: "header", Name: "X-Api-Token"},
+	}
+	h, _ := htHandler(t, newTestClock(), "test", v, &Handler{Public: true})
+	alice, bob := hs256(t, htClaims("alice", nil)), hs256(t, htClaims("bob", nil))
+
+	r := htBearer(alice)
+	r.Header.Set("X-Api-Token", bob)
+	res := htServe(t, h, r, nil)
+	if res.err == nil || res.called || !errors.Is(res.err, ErrConflictingTokens) {
+		t.Fatalf("two tokens: err %v called %v", res.err, res.called)
+	}
+	if res.status() != http.StatusBadRequest {
+		t.Fatalf("status %d", res.status())
+	}
+
+	r = htBearer(alice)
+	r.Header.Add("Authorization", "Bearer "+bob)
+	if res := htServe(t, h, r, nil); res.called || !errors.Is(res.err, ErrConflictingTokens) {
+		t.Fatalf("repeated header: err %v called %v", res.err, res.called)
+	}
+
+	// the same token twice is not ambiguous
+	r = htBearer(alice)
+	r.Header.Set("X-Api-Token", alice)
+	htPass(t, htServe(t, h, r, nil))
+}
+
+func TestHandlerMultipleValidators(t *testing.T) {
+	clock := newTestClock()
+	first := &Validator{Issuers: []string{"first"}, Audiences: []string{"aud"}, Secret: strings.Repeat("1", 32)}
+	second := &Validator{Issuers: []string{"second"}, Audiences: []string{"aud"}, Secret: strings.Repeat("2", 32)}
+	admin := &Validator{Issuers: []string{"second"}, Audiences: []string{"aud"}, Secret: strings.Repeat("2", 32),
+		Require: []ClaimRequirement{{Claim: "roles", Values: []string{"admin"}}}}
+	a := provisionApp(t, clock.Now, map[string]*Validator{"mv-first": first, "mv-second": second, "mv-admin": admin})
+	h := provisionHandler(t, a, &Handler{Validators: []string{"mv-first", "mv-second"}})
+
+	c := htClaims("carol", map[string]any{"iss": "second"})
+	res := htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), c, nil)), nil)
+	htPass(t, res)
+	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-second" {
+		t.Fatalf("validator %q", name)
+	}
+	c = htClaims("dave", map[string]any{"iss": "first"})
+	res = htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("1", 32)), c, nil)), nil)
+	htPass(t, res)
+	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-first" {
+		t.Fatalf("validator %q", name)
+	}
+	// accepted by none: 401
+	c = htClaims("eve", map[string]any{"iss": "second"})
+	res = htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("3", 32)), c, nil)), nil)
+	htRequire(t, res, http.StatusUnauthorized, "invalid")
+
+	// a validator whose require rules fail does not stop a later one
+	// from accepting; alone, it answers 403
+	h2 := provisionHandler(t, a, &Handler{Validators: []string{"mv-admin", "mv-second"}})
+	tok := sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), htClaims("carol", map[string]any{"iss": "second", "roles": []string{"user"}}), nil)
+	res = htServe(t, h2, htBearer(tok), nil)
+	htPass(t, res)
+	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-second" {
+		t.Fatalf("validator %q", name)
+	}
+	h3 := provisionHandler(t, a, &Handler{Validators: []string{"mv-admin"}})
+	htRequire(t, htServe(t, h3, htBearer(tok), nil), http.StatusForbidden, "forbidden")
+	tok = sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), htClaims("carol", map[string]any{"iss": "second", "roles": []string{"user", "admin"}}), nil)
+	res = htServe(t, h2, htBearer(tok), nil)
+	htPass(t, res)
+	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-admin" {
+		t.Fatalf("validator %q", name)
+	}
+}
+
+func TestHandlerMetrics(t *testing.T) {
+	clock := newTestClock()
+	v := hsValidator()
+	v.Require = []ClaimRequirement{{Claim: "scope", Values: []string{"read"}}}
+	h, _ := htHandler(t, clock, "metrics-test", v, &Handler{})
+	a := provisionApp(t, clock.Now, map[string]*Validator{"metrics-public": hsValidator()})
+	pub := provisionHandler(t, a, &Handler{Validators: []string{"metrics-public"}, Public: true})
+
+	// the value as a scrape would read it (prometheus/testutil.ToFloat64
+	// does the same, but needs a module this go.mod does not list)
+	count := func(validator, result string) float64 {
+		var m dto.Metric
+		if err := requestsTotal.WithLabelValues(validator, result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	good := hs256(t, htClaims("alice", map[string]any{"scope": "read"}))
+	steps := []struct {
+		h      *Handler
+		token  string
+		name   string
+		result string
+	}{
+		{h, good, "metrics-test", "ok"},
+		{h, good, "metrics-test", "ok"},
+		{h, "", "metrics-test", "missing"},
+		{h, "x.y", "metrics-test", "malformed"},
+		{h, hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})), "metrics-test", "expired"},
+		{h, hs256(t, htClaims("alice", map[string]any{"iss": "other"})), "metrics-test", "invalid"},
+		{h, hs256(t, htClaims("alice", nil)), "metrics-test", "forbidden"},
+		{pub, "", "metrics-public", "anonymous"},
+		{pub, good, "metrics-public", "ok"},
+	}
+	for i, s := range steps {
+		before := count(s.name, s.result)
+		htServe(t, s.h, htBearer(s.token), nil)
+		if got := count(s.name, s.result); got != before+1 {
+			t.Errorf("step %d: %s/%s went from %v to %v", i, s.name, s.result, before, got)
+		}
+	}
+	if got := count("metrics-test", "ok"); got != 2 {
+		t.Errorf("metrics-test ok = %v, want 2", got)
+	}
+}
