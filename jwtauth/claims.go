@@ -67,14 +67,17 @@ func (o jsonObject) each(fn func(rawKey, rawVal []byte) bool) error {
 	return errJSONSyntax
 }
 
-// get returns the raw value of the top-level member named exactly name.
+// get returns the raw value of the top-level member named exactly name. When
+// the name repeats, the last member wins: RFC 7519 §4 allows only that or
+// rejection, and it is what encoding/json, and so most upstreams reading a
+// forwarded payload, see. (Duplicates of the claims a validator relies on
+// never get here: checkClaims refuses them.)
 func (o jsonObject) get(name string) ([]byte, bool) {
 	var out []byte
 	found := false
 	_ = o.each(func(k, v []byte) bool {
 		if keyEquals(k, name) {
 			out, found = v, true
-			return false
 		}
 		return true
 	})
@@ -144,6 +147,16 @@ func decodeNumber(raw []byte) (float64, bool) {
 	}
 	if plain {
 		return float64(n), true
+	}
+	// only the JSON number grammar's characters: strconv would also take
+	// "-Inf", hex floats and underscores
+	if raw[0] == '-' && (len(raw) < 2 || raw[1] < '0' || raw[1] > '9') {
+		return 0, false
+	}
+	for _, c := range raw {
+		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
+			return 0, false
+		}
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	return f, err == nil

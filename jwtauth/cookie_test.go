@@ -272,19 +272,21 @@ func TestCookieTampered(t *testing.T) {
 
 func TestCookieBoundToValidator(t *testing.T) {
 	clock := newTestClock()
-	mk := func() *Validator {
+	mk := func(name string) *Validator {
 		v := hsValidator() // same secret, iss and aud
-		v.Cookie = &CookieConfig{}
+		v.Cookie = &CookieConfig{Name: name}
 		return v
 	}
-	a := provisionApp(t, clock.Now, map[string]*Validator{"ck-a": mk(), "ck-b": mk()})
+	a := provisionApp(t, clock.Now, map[string]*Validator{"ck-a": mk("__Host-a"), "ck-b": mk("__Host-b")})
 	ha := provisionHandler(t, a, &Handler{Validators: []string{"ck-a"}})
 	hb := provisionHandler(t, a, &Handler{Validators: []string{"ck-b"}})
 	hab := provisionHandler(t, a, &Handler{Validators: []string{"ck-b", "ck-a"}})
 
 	c := ctLogin(t, ha, hs256(t, htClaims("alice", nil)))
 	htPass(t, htServe(t, ha, ctWithCookie(http.MethodGet, c), nil))
-	htRequire(t, htServe(t, hb, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
+	// the same value under B's cookie name: the MAC binds it to A (same key)
+	forged := &http.Cookie{Name: "__Host-b", Value: c.Value}
+	htRequire(t, htServe(t, hb, ctWithCookie(http.MethodGet, forged), nil), http.StatusUnauthorized, "invalid")
 	// a handler listing both finds the validator that minted it
 	res := htServe(t, hab, ctWithCookie(http.MethodGet, c), nil)
 	htPass(t, res)

@@ -73,7 +73,8 @@ type extracted struct {
 // different tokens, or one header repeated with different tokens, make the
 // request ambiguous, and it is refused rather than guessed at (RFC 6750 §3.1
 // invalid_request). Cookie and query sources are read, in order, only when
-// no header carries a token.
+// no header carries a token; a cookie or query parameter repeated with
+// different values is refused the same way.
 func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 	var found extracted
 	for i := range sources {
@@ -99,21 +100,58 @@ func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 	}
 	for i := range sources {
 		s := &sources[i]
+		var tok string
+		var err error
 		switch s.From {
 		case "cookie":
-			if c, err := r.Cookie(s.Name); err == nil && c.Value != "" {
-				return extracted{token: c.Value, src: s}, nil
-			}
+			tok, err = onlyCookie(r, s.Name)
 		case "query":
 			if r.URL.RawQuery == "" {
 				continue
 			}
-			if tok := r.URL.Query().Get(s.Name); tok != "" {
-				return extracted{token: tok, src: s}, nil
-			}
+			tok, err = onlyValue(r.URL.Query()[s.Name])
+		}
+		if err != nil {
+			return extracted{}, err
+		}
+		if tok != "" {
+			return extracted{token: tok, src: s}, nil
 		}
 	}
 	return extracted{}, ErrTokenMissing
+}
+
+// onlyCookie returns the value of the cookie name. Several cookies of that
+// name with different values are refused rather than one picked: that is
+// what cookie tossing from a sibling subdomain looks like.
+func onlyCookie(r *http.Request, name string) (string, error) {
+	tok := ""
+	for _, c := range r.CookiesNamed(name) {
+		if c.Value == "" {
+			continue
+		}
+		if tok != "" && c.Value != tok {
+			return "", ErrConflictingTokens
+		}
+		tok = c.Value
+	}
+	return tok, nil
+}
+
+// onlyValue returns the one non-empty value in vals; different non-empty
+// values make the request ambiguous.
+func onlyValue(vals []string) (string, error) {
+	tok := ""
+	for _, v := range vals {
+		if v == "" {
+			continue
+		}
+		if tok != "" && v != tok {
+			return "", ErrConflictingTokens
+		}
+		tok = v
+	}
+	return tok, nil
 }
 
 // strip removes the token from the request, so the next handler and any

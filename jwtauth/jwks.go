@@ -78,6 +78,18 @@ func (r *RemoteJWKS) validate() error {
 	return nil
 }
 
+// redactURL drops the credentials, query and fragment of a URL, which may
+// hold secrets (an API key in the query), so it can be logged.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	return u.String()
+}
+
 func isLoopbackHost(h string) bool {
 	if h == "localhost" {
 		return true
@@ -99,6 +111,7 @@ type remoteKeys struct {
 	logger  *zap.Logger
 	now     func() time.Time
 	label   string // validator name, for metrics
+	logURL  string // cfg.URL without credentials or query, for logs
 
 	keys        atomic.Pointer[keySet]
 	lastOK      atomic.Int64 // unix nanoseconds of the last successful fetch
@@ -125,6 +138,7 @@ func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Log
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
+	rk.logURL = redactURL(cfg.URL)
 	origin, _ := url.Parse(cfg.URL)
 	rk.client = &http.Client{
 		Timeout: time.Duration(cfg.Timeout),
@@ -175,6 +189,11 @@ func (rk *remoteKeys) Destruct() error {
 // refresh fetches the set. Concurrent callers share one fetch.
 func (rk *remoteKeys) refresh(ctx context.Context) error {
 	rk.mu.Lock()
+	return rk.refreshLocked(ctx)
+}
+
+// refreshLocked is refresh for a caller that holds rk.mu; it releases it.
+func (rk *remoteKeys) refreshLocked(ctx context.Context) error {
 	if ch := rk.inflight; ch != nil {
 		rk.mu.Unlock()
 		select {
@@ -198,14 +217,14 @@ func (rk *remoteKeys) refresh(ctx context.Context) error {
 	if err != nil {
 		jwksFetches.WithLabelValues(rk.label, "error").Inc()
 		if c := rk.logger.Check(zap.ErrorLevel, "fetching JWKS failed; keeping the previous keys until max_stale"); c != nil {
-			c.Write(zap.String("validator", rk.label), zap.String("url", rk.cfg.URL), zap.Error(err))
+			c.Write(zap.String("validator", rk.label), zap.String("url", rk.logURL), zap.Error(err))
 		}
 		return err
 	}
 	jwksFetches.WithLabelValues(rk.label, "ok").Inc()
 	rk.keys.Store(newKeySet(keys))
-	rk.generation.Add(1)
 	rk.lastOK.Store(rk.now().UnixNano())
+	rk.generation.Add(1) // last: a reader that sees it sees the rest
 	return nil
 }
 
@@ -219,6 +238,10 @@ func (rk *remoteKeys) fetch(ctx context.Context) ([]*verKey, error) {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := rk.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = rk.logURL // the error is logged
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -257,15 +280,28 @@ func (rk *remoteKeys) current() *keySet {
 }
 
 // refreshForUnknownKID refreshes the set for a kid we do not know, at most
-// once per unknown_kid_interval, and reports whether it did.
-func (rk *remoteKeys) refreshForUnknownKID() bool {
-	now := rk.now().UnixNano()
-	last := rk.lastUnknown.Load()
-	if last != 0 && now-last < int64(rk.cfg.UnknownKIDInterval) {
+// once per unknown_kid_interval, and reports whether the keys may have
+// changed since the caller read generation seen. A request that finds a
+// fetch already under way waits for it rather than failing: when a new key
+// is published, every concurrent request carrying its kid is served by the
+// one fetch.
+func (rk *remoteKeys) refreshForUnknownKID(seen uint64) bool {
+	rk.mu.Lock()
+	if rk.generation.Load() != seen {
+		rk.mu.Unlock()
+		return true // new keys arrived since the caller looked
+	}
+	if rk.inflight == nil {
+		now := rk.now().UnixNano()
+		last := rk.lastUnknown.Load()
+		if last != 0 && now-last < int64(rk.cfg.UnknownKIDInterval) {
+			rk.mu.Unlock()
+			return false
+		}
+		rk.lastUnknown.Store(now)
+	}
+	if rk.refreshLocked(rk.ctx) != nil {
 		return false
 	}
-	if !rk.lastUnknown.CompareAndSwap(last, now) {
-		return false // another request won the slot
-	}
-	return rk.refresh(rk.ctx) == nil
+	return rk.generation.Load() != seen
 }

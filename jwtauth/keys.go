@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -166,6 +167,9 @@ func newVerKey(kid string, key any, allowed algSet, jwkAlg, source string) (*ver
 	if allowed != 0 {
 		algs &= allowed
 	}
+	if algs == 0 {
+		return nil, fmt.Errorf("%s: none of the configured algorithms (%s) verifies a %s", source, strings.Join(allowed.names(), ", "), fam)
+	}
 	if fam == famHMAC {
 		secret := key.([]byte)
 		for _, a := range algorithms {
@@ -268,33 +272,52 @@ func loadPEMKey(path string) (any, error) {
 // and jwkset. Symmetric (oct) keys are refused: a published JWKS that holds a
 // shared secret is either broken or hostile, and accepting one would let
 // anybody who can read the set mint tokens. Keys whose "use" is not "sig" are
-// skipped. Keys that cannot be used (oct, a weak RSA modulus, an alg outside
-// the configuration) are returned as problems, so the caller can fail (a
-// local file) or skip them (a remote set).
+// skipped. Keys that cannot be used (oct, an unknown kty, a malformed key, a
+// weak RSA modulus, an alg outside the configuration) are returned as
+// problems, so the caller can fail (a local file) or skip them (a remote
+// set): each key is parsed on its own, so one key the library does not
+// understand does not take the whole set down.
 func parseJWKS(raw []byte, allowed algSet, source string) (keys []*verKey, problems []error, err error) {
-	kf, err := keyfunc.NewJWKSetJSON(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", source, err)
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
 	}
-	jwks, err := kf.Storage().KeyReadAll(context.Background())
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", source, err)
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, nil, fmt.Errorf("%s: not a JWK Set: %w", source, err)
 	}
-	for _, j := range jwks {
-		m := j.Marshal()
-		if m.KTY == jwkset.KtyOct {
-			problems = append(problems, fmt.Errorf("%s: kid %q: symmetric (oct) keys are refused", source, m.KID))
-			continue
-		}
-		if m.USE != "" && m.USE != jwkset.UseSig {
-			continue
-		}
-		k, err := newVerKey(m.KID, j.Key(), allowed, m.ALG.String(), fmt.Sprintf("%s: kid %q", source, m.KID))
+	for i, rawKey := range set.Keys {
+		one, err := json.Marshal(struct {
+			Keys []json.RawMessage `json:"keys"`
+		}{[]json.RawMessage{rawKey}})
 		if err != nil {
-			problems = append(problems, err)
+			problems = append(problems, fmt.Errorf("%s: key #%d: %w", source, i, err))
 			continue
 		}
-		keys = append(keys, k)
+		kf, err := keyfunc.NewJWKSetJSON(one)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: key #%d: %w", source, i, err))
+			continue
+		}
+		jwks, err := kf.Storage().KeyReadAll(context.Background())
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: key #%d: %w", source, i, err))
+			continue
+		}
+		for _, j := range jwks {
+			m := j.Marshal()
+			if m.KTY == jwkset.KtyOct {
+				problems = append(problems, fmt.Errorf("%s: kid %q: symmetric (oct) keys are refused", source, m.KID))
+				continue
+			}
+			if m.USE != "" && m.USE != jwkset.UseSig {
+				continue
+			}
+			k, err := newVerKey(m.KID, j.Key(), allowed, m.ALG.String(), fmt.Sprintf("%s: kid %q", source, m.KID))
+			if err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			keys = append(keys, k)
+		}
 	}
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].kid < keys[j].kid })
 	return keys, problems, nil

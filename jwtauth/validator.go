@@ -442,8 +442,11 @@ func (v *Validator) verify(tok string) (*identity, error) {
 		}
 	}
 
-	var hbuf [512]byte
-	hdr, err := decodeSegment(hbuf[:], tok[:d1])
+	// The header and the signature share one short-lived buffer, sized
+	// exactly (stack arrays would escape through parseHeader and Verify);
+	// the payload gets its own, as the identity keeps it.
+	buf := make([]byte, b64.DecodedLen(d1)+b64.DecodedLen(len(tok)-d2-1))
+	hdr, err := decodeSegment(buf, tok[:d1])
 	if err != nil {
 		return nil, malformed("header is not strict base64url")
 	}
@@ -461,13 +464,29 @@ func (v *Validator) verify(tok string) (*identity, error) {
 		return nil, err
 	}
 
-	var sbuf [1024]byte
-	sig, err := decodeSegment(sbuf[:], tok[d2+1:])
+	sig, err := decodeSegment(buf[len(hdr):], tok[d2+1:])
 	if err != nil {
 		return nil, malformed("signature is not strict base64url")
 	}
+	// A signature check is a pure function of the token and the keys: a
+	// token that failed it with these keys is refused again without
+	// another check (the negative cache; not for a local issuer, whose
+	// keys carry no generation).
+	var keyGen uint64
+	if v.remote != nil {
+		keyGen = v.remote.generation.Load()
+	}
+	memo := v.cache != nil && v.issuer == nil
+	if memo {
+		if err := v.cache.refused(tok, keyGen); err != nil {
+			return nil, err
+		}
+	}
 	key, gen, err := v.findKeyAndVerify(h, tok[:d2], sig)
 	if err != nil {
+		if ae, ok := err.(*authError); ok && memo && ae.err == ErrTokenSignature {
+			v.cache.refuse(tok, keyGen, err)
+		}
 		return nil, err
 	}
 	id.key, id.gen = key, gen
@@ -703,7 +722,9 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 		if k, _ := try(v.remote.current()); k != nil {
 			return k, gen, nil
 		}
-		if !tried && h.kid != "" && v.remote.refreshForUnknownKID() {
+		// an unknown kid, or no usable keys at all (the endpoint was down
+		// at start-up or is past max_stale): one rate-limited refresh
+		if !tried && (h.kid != "" || v.remote.current() == nil) && v.remote.refreshForUnknownKID(gen) {
 			gen = v.remote.generation.Load()
 			if k, _ := try(v.remote.current()); k != nil {
 				return k, gen, nil
@@ -764,18 +785,21 @@ func (v *Validator) authorize(id *identity) error {
 }
 
 // stillValid re-checks a cached identity: its exp (with leeway), that its
-// key is still published, and that its session is not revoked.
+// key is still published, and that its session is not revoked. Keys from a
+// remote JWKS (withdrawn, or all of them past max_stale) or from a local
+// issuer can go away; configured keys cannot.
 func (v *Validator) stillValid(id *identity, now time.Time) error {
 	if !now.Before(id.exp.Add(v.leeway)) {
 		return ErrTokenExpired
 	}
-	if id.key != nil && v.remote != nil && id.gen != v.remote.generation.Load() {
-		if !v.static.contains(id.key) && !v.remote.current().contains(id.key) {
+	if k := id.key; k != nil && (v.remote != nil || v.issuer != nil) && !v.static.contains(k) {
+		published := v.issuer != nil && v.issuer.verificationKeys().contains(k)
+		if !published && v.remote != nil {
+			published = v.remote.current().contains(k)
+		}
+		if !published {
 			return ErrTokenUnverifiable
 		}
-	}
-	if id.key != nil && v.remote != nil && v.remote.current() == nil && !v.static.contains(id.key) {
-		return ErrTokenUnverifiable // past max_stale
 	}
 	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
 		return ErrRevoked

@@ -1,0 +1,657 @@
+package jwtauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// vtECJWK renders an EC public key as a JWK.
+func vtECJWK(kid string, k *ecdsa.PrivateKey, alg string) string {
+	pub, err := k.PublicKey.ECDH()
+	if err != nil {
+		panic(err)
+	}
+	pt := pub.Bytes() // 0x04 || X || Y
+	n := (len(pt) - 1) / 2
+	return fmt.Sprintf(`{"kty":"EC","crv":%q,"x":%q,"y":%q,"kid":%q,"alg":%q,"use":"sig"}`,
+		k.Curve.Params().Name,
+		base64.RawURLEncoding.EncodeToString(pt[1:1+n]), base64.RawURLEncoding.EncodeToString(pt[1+n:]), kid, alg)
+}
+
+func jtSet(jwks ...string) string { return `{"keys":[` + strings.Join(jwks, ",") + `]}` }
+
+// jtServer is a JWKS endpoint whose answer tests change, counting requests.
+type jtServer struct {
+	*httptest.Server
+	hits atomic.Int64
+
+	mu       sync.Mutex
+	status   int
+	body     string
+	location string // when set, answer 302 to it
+}
+
+func newJTServer(t *testing.T, status int, body string) *jtServer {
+	s := &jtServer{status: status, body: body}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		status, body, loc := s.status, s.body, s.location
+		s.mu.Unlock()
+		if loc != "" {
+			http.Redirect(w, r, loc, http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jtServer) set(status int, body string) {
+	s.mu.Lock()
+	s.status, s.body = status, body
+	s.mu.Unlock()
+}
+
+func (s *jtServer) expectHits(t *testing.T, want int64, when string) {
+	t.Helper()
+	if got := s.hits.Load(); got != want {
+		t.Fatalf("%s: %d fetches, want %d", when, got, want)
+	}
+}
+
+// jtKey is a fresh P-256 signing key.
+func jtKey(t testing.TB) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// jtToken signs a token valid at the clock's current time.
+func jtToken(t testing.TB, k *ecdsa.PrivateKey, kid string, clock *testClock) string {
+	now := clock.Now()
+	pl := vtObj{{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
+		{"exp", fmt.Sprint(now.Add(time.Hour).Unix())}, {"iat", fmt.Sprint(now.Add(-time.Minute).Unix())}}
+	hdr := `{"alg":"ES256","typ":"JWT"}`
+	if kid != "" {
+		hdr = `{"alg":"ES256","typ":"JWT","kid":"` + kid + `"}`
+	}
+	return vtSignRaw(t, jwt.SigningMethodES256, k, hdr, pl.String())
+}
+
+// jtValidator provisions a jwks_url validator under a unique name (metrics
+// are labelled by it).
+func jtValidator(t *testing.T, name string, clock *testClock, url string, mod func(*Validator)) *Validator {
+	t.Helper()
+	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: url}}
+	if mod != nil {
+		mod(v)
+	}
+	provisionApp(t, clock.Now, map[string]*Validator{name: v})
+	return v
+}
+
+// jtFetches reads caddy_jwtauth_jwks_fetches_total{validator=name,result}.
+// (It does what prometheus/testutil.ToFloat64 does; testutil would add a
+// module to go.mod only for this.)
+func jtFetches(name, result string) float64 {
+	var m dto.Metric
+	if err := jwksFetches.WithLabelValues(name, result).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func jtAccept(t *testing.T, v *Validator, tok, what string) {
+	t.Helper()
+	if _, err := v.verify(tok); err != nil {
+		t.Fatalf("%s: refused: %v", what, err)
+	}
+}
+
+func jtRefuse(t *testing.T, v *Validator, tok, what string, is error) {
+	t.Helper()
+	_, err := v.verify(tok)
+	if err == nil {
+		t.Fatalf("%s: accepted", what)
+	}
+	if is != nil && !errors.Is(err, is) {
+		t.Fatalf("%s: %v, want %v", what, err, is)
+	}
+	if ae := reject(err); ae.status != http.StatusUnauthorized {
+		t.Fatalf("%s: status %d", what, ae.status)
+	}
+}
+
+func TestJWKSRotation(t *testing.T) {
+	t.Parallel()
+	k1, k2 := jtKey(t), jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-rotation", clock, srv.URL, nil)
+	srv.expectHits(t, 1, "after provision")
+
+	old := jtToken(t, k1, "k1", clock)
+	jtAccept(t, v, old, "k1 token")
+	jtAccept(t, v, old, "k1 token again (cached)")
+	srv.expectHits(t, 1, "known kid")
+
+	// rotation: k2 appears, k1 is removed
+	srv.set(200, jtSet(vtECJWK("k2", k2, "ES256")))
+	jtAccept(t, v, jtToken(t, k2, "k2", clock), "k2 token (unknown kid refresh)")
+	srv.expectHits(t, 2, "after the new kid")
+
+	jtRefuse(t, v, old, "cached k1 token after rotation", ErrTokenUnverifiable)
+	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "fresh k1 token after rotation", ErrTokenUnverifiable)
+	// k1 signing with k2's kid
+	jtRefuse(t, v, jtToken(t, k1, "k2", clock), "k1 key under k2 kid", ErrTokenSignature)
+	srv.expectHits(t, 2, "old kid refused within unknown_kid_interval")
+	if ok := jtFetches("jwks-rotation", "ok"); ok != 2 {
+		t.Fatalf("ok fetches metric %v", ok)
+	}
+}
+
+func TestJWKSUnknownKIDRateLimit(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-ratelimit", clock, srv.URL, func(v *Validator) {
+		v.JWKSURL.UnknownKIDInterval = caddy.Duration(5 * time.Minute)
+	})
+	srv.expectHits(t, 1, "after provision")
+	random := func() string {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		return jtToken(t, k1, fmt.Sprintf("%x", b), clock)
+	}
+	for i := 0; i < 20; i++ {
+		jtRefuse(t, v, random(), "random kid", ErrTokenUnverifiable)
+		clock.Add(10 * time.Second) // 200s in all: still within the interval
+	}
+	srv.expectHits(t, 2, "20 random kids within the interval")
+	clock.Add(5 * time.Minute)
+	jtRefuse(t, v, random(), "random kid after the interval", ErrTokenUnverifiable)
+	jtRefuse(t, v, random(), "second random kid after the interval", ErrTokenUnverifiable)
+	srv.expectHits(t, 3, "after the interval")
+
+	// the real kid never needs a fetch
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "known kid")
+	srv.expectHits(t, 3, "known kid")
+}
+
+// Concurrent requests with random kids still cause exactly one fetch, and
+// concurrent requests with a newly published kid are all accepted: the ones
+// that do not trigger the refresh wait for it instead of failing.
+func TestJWKSUnknownKIDConcurrent(t *testing.T) {
+	t.Parallel()
+	k1, k2 := jtKey(t), jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-concurrent", clock, srv.URL, nil)
+
+	const n = 16
+	run := func(tok func(i int) string) []error {
+		errs := make([]error, n)
+		var started, done sync.WaitGroup
+		started.Add(n)
+		done.Add(n)
+		for i := 0; i < n; i++ {
+			go func() {
+				defer done.Done()
+				tk := tok(i)
+				started.Done()
+				started.Wait()
+				_, errs[i] = v.verify(tk)
+			}()
+		}
+		done.Wait()
+		return errs
+	}
+	for i, err := range run(func(i int) string { return jtToken(t, k1, fmt.Sprintf("rnd-%d", i), clock) }) {
+		if err == nil {
+			t.Fatalf("random kid %d accepted", i)
+		}
+	}
+	srv.expectHits(t, 2, "concurrent random kids")
+
+	// a new key is published; every concurrent request with its kid must
+	// be accepted, with one fetch between them
+	clock.Add(6 * time.Minute)
+	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
+	for i, err := range run(func(int) string { return jtToken(t, k2, "k2", clock) }) {
+		if err != nil {
+			t.Fatalf("request %d with the new kid refused: %v", i, err)
+		}
+	}
+	srv.expectHits(t, 3, "concurrent new kid")
+}
+
+func TestJWKSDownAtStartup(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, http.StatusServiceUnavailable, "down")
+	clock := newTestClock()
+	const name = "jwks-down-start"
+	v := jtValidator(t, name, clock, srv.URL, nil) // provisions although the endpoint is down
+	srv.expectHits(t, 1, "after provision")
+	if v.remote.current() != nil {
+		t.Fatal("keys without a successful fetch")
+	}
+	if e := jtFetches(name, "error"); e != 1 {
+		t.Fatalf("error metric %v", e)
+	}
+	tok := jtToken(t, k1, "k1", clock)
+	jtRefuse(t, v, tok, "while down", ErrTokenUnverifiable)
+	jtRefuse(t, v, jtToken(t, k1, "", clock), "while down, no kid", ErrTokenUnverifiable)
+	srv.expectHits(t, 2, "one unknown-kid refresh while down")
+
+	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	jtRefuse(t, v, tok, "up, but within unknown_kid_interval", ErrTokenUnverifiable)
+	srv.expectHits(t, 2, "rate limited")
+	clock.Add(5*time.Minute + time.Second)
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after the endpoint came up")
+	srv.expectHits(t, 3, "recovered")
+	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 1 || e != 2 {
+		t.Fatalf("metrics ok=%v error=%v", ok, e)
+	}
+}
+
+// With no keys at all, a token without a kid also triggers the (rate
+// limited) refresh, so a validator whose endpoint was down at start-up
+// recovers before the next periodic refresh.
+func TestJWKSDownAtStartupNoKID(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, http.StatusBadGateway, "")
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-down-nokid", clock, srv.URL, nil)
+	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	jtAccept(t, v, jtToken(t, k1, "", clock), "kid-less token once the endpoint is up")
+	srv.expectHits(t, 2, "one refresh")
+}
+
+func TestJWKSFailsLaterMaxStale(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	const name = "jwks-max-stale"
+	v := jtValidator(t, name, clock, srv.URL, func(v *Validator) {
+		v.JWKSURL.RefreshInterval = caddy.Duration(time.Hour)
+		v.JWKSURL.MaxStale = caddy.Duration(2 * time.Hour)
+	})
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "endpoint up")
+
+	srv.set(http.StatusInternalServerError, "boom")
+	clock.Add(time.Hour)
+	if err := v.remote.refresh(context.Background()); err == nil {
+		t.Fatal("refresh against a failing endpoint succeeded")
+	}
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "1h after the last good fetch")
+
+	clock.Add(59 * time.Minute) // 1h59m after the last good fetch
+	cached := jtToken(t, k1, "k1", clock)
+	jtAccept(t, v, cached, "just before max_stale")
+	srv.expectHits(t, 2, "before max_stale")
+
+	clock.Add(2 * time.Minute) // past max_stale
+	jtRefuse(t, v, cached, "cached token past max_stale", ErrTokenUnverifiable)
+	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "fresh token past max_stale", ErrTokenUnverifiable)
+	srv.expectHits(t, 3, "one refresh attempt past max_stale")
+	if v.remote.current() != nil {
+		t.Fatal("stale keys still served")
+	}
+
+	// the endpoint recovers: the next allowed refresh restores service
+	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock.Add(6 * time.Minute)
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after recovery")
+	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 2 || e != 2 {
+		t.Fatalf("metrics ok=%v error=%v", ok, e)
+	}
+}
+
+func TestJWKSBadDocuments(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	for i, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"garbage", "this is not json", 200},
+		{"truncated", good[:len(good)-5], 200},
+		{"html", "<html><body>login</body></html>", 200},
+		{"keys not an array", `{"keys":"k1"}`, 200},
+		{"array", `[` + vtECJWK("k1", k1, "ES256") + `]`, 200},
+		{"empty object", `{}`, 200},
+		{"no keys", `{"keys":[]}`, 200},
+		{"only encryption keys", strings.Replace(good, `"use":"sig"`, `"use":"enc"`, 1), 200},
+		{"404", good, 404},
+		{"500", good, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("jwks-bad-%d", i)
+			clock := newTestClock()
+			// bad at start-up: provisions, refuses
+			srv := newJTServer(t, tc.status, tc.body)
+			v := jtValidator(t, name, clock, srv.URL, nil)
+			if v.remote.current() != nil {
+				t.Fatal("keys from a bad document")
+			}
+			jtRefuse(t, v, jtToken(t, k1, "k1", clock), "bad at start-up", ErrTokenUnverifiable)
+			// good, then bad: the previous keys are kept
+			srv.set(200, good)
+			if err := v.remote.refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			srv.set(tc.status, tc.body)
+			if err := v.remote.refresh(context.Background()); err == nil {
+				t.Fatal("bad document accepted")
+			}
+			jtAccept(t, v, jtToken(t, k1, "k1", clock), "previous keys kept")
+			if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 1 || e != 3 {
+				t.Fatalf("metrics ok=%v error=%v", ok, e)
+			}
+		})
+	}
+}
+
+func TestJWKSOctKeyRefused(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	secret := []byte(strings.Repeat("k", 64))
+	oct := `{"kty":"oct","kid":"h1","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
+	srv := newJTServer(t, 200, jtSet(oct, vtECJWK("e1", k1, "ES256")))
+	clock := newTestClock()
+	hsTok := func(kid string) string {
+		return vtSignRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256","kid":"`+kid+`"}`, vtBase().String())
+	}
+	derived := jtValidator(t, "jwks-oct-derived", clock, srv.URL, nil)
+	explicit := jtValidator(t, "jwks-oct-explicit", clock, srv.URL, func(v *Validator) { v.Algorithms = []string{"HS256", "ES256"} })
+	for _, v := range []*Validator{derived, explicit} {
+		jtRefuse(t, v, hsTok("h1"), "HS256 token signed with the oct key", nil)
+		jtRefuse(t, v, hsTok(""), "HS256 token without kid", nil)
+		jtAccept(t, v, jtToken(t, k1, "e1", clock), "EC key of the same set")
+	}
+	// a set holding only a symmetric key yields no key at all
+	only := newJTServer(t, 200, jtSet(oct))
+	v := jtValidator(t, "jwks-oct-only", clock, only.URL, func(v *Validator) { v.Algorithms = []string{"HS256"} })
+	if v.remote.current() != nil {
+		t.Fatal("oct-only set produced keys")
+	}
+	jtRefuse(t, v, hsTok("h1"), "oct-only set", nil)
+	if e := jtFetches("jwks-oct-only", "error"); e < 1 {
+		t.Fatalf("error metric %v", e)
+	}
+}
+
+// One key that cannot be used (unknown kty, weak, wrong alg) does not take
+// the others down with it.
+func TestJWKSUnusableKeySkipped(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(
+		`{"kty":"XYZ","kid":"odd"}`,
+		`{"kty":"EC","crv":"P-256","kid":"broken","x":"AAAA","y":"AAAA"}`,
+		vtECJWK("wrongalg", k1, "RS256"),
+		vtECJWK("k1", k1, "ES256"),
+	))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-skip", clock, srv.URL, nil)
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "usable key")
+	jtRefuse(t, v, jtToken(t, k1, "wrongalg", clock), "key whose alg does not fit", nil)
+}
+
+func TestJWKSOversizedBody(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	const limit = 4096
+	srv := newJTServer(t, 200, good)
+	clock := newTestClock()
+	const name = "jwks-oversized"
+	v := jtValidator(t, name, clock, srv.URL, func(v *Validator) { v.JWKSURL.MaxBytes = limit })
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "small set")
+
+	exact := good + strings.Repeat(" ", limit-len(good))
+	srv.set(200, exact)
+	if err := v.remote.refresh(context.Background()); err != nil {
+		t.Fatalf("body of exactly max_bytes refused: %v", err)
+	}
+	srv.set(200, exact+" ")
+	err := v.remote.refresh(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized body: %v", err)
+	}
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "previous keys kept")
+	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 2 || e != 1 {
+		t.Fatalf("metrics ok=%v error=%v", ok, e)
+	}
+
+	// oversized at start-up: no keys
+	big := newJTServer(t, 200, good+strings.Repeat(" ", 1<<20))
+	v2 := jtValidator(t, "jwks-oversized-start", clock, big.URL, nil) // default 1 MiB
+	if v2.remote.current() != nil {
+		t.Fatal("keys from an oversized body")
+	}
+}
+
+func TestJWKSRedirects(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	clock := newTestClock()
+
+	other := newJTServer(t, 200, good)
+	cross := newJTServer(t, 200, good)
+	cross.location = other.URL + "/jwks"
+	v := jtValidator(t, "jwks-redirect-cross", clock, cross.URL, nil)
+	cross.expectHits(t, 1, "redirecting server")
+	other.expectHits(t, 0, "other host")
+	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "keys behind a cross-host redirect", ErrTokenUnverifiable)
+	other.expectHits(t, 0, "other host after an unknown-kid refresh")
+
+	// a redirect within the same origin is followed
+	var hits atomic.Int64
+	same := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/old" {
+			http.Redirect(w, r, "/jwks", http.StatusMovedPermanently)
+			return
+		}
+		_, _ = w.Write([]byte(good))
+	}))
+	t.Cleanup(same.Close)
+	v2 := jtValidator(t, "jwks-redirect-same", clock, same.URL+"/old", nil)
+	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "same-origin redirect")
+	if hits.Load() != 2 {
+		t.Fatalf("same-origin: %d requests", hits.Load())
+	}
+}
+
+// Cheap checks run before any key lookup: tokens that fail them never cause
+// a JWKS fetch, even with a kid the set does not know.
+func TestCheapChecksBeforeFetch(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-cheap", clock, srv.URL, func(v *Validator) { v.Types = []string{"at+jwt"} })
+	srv.expectHits(t, 1, "after provision")
+	es := func(hdr string, pl vtObj) string { return vtSignRaw(t, jwt.SigningMethodES256, k1, hdr, pl.String()) }
+	const unk = `{"alg":"ES256","typ":"at+jwt","kid":"unknown"}`
+	b := vtBase()
+	for _, tc := range []struct {
+		name string
+		tok  string
+	}{
+		{"expired", es(unk, b.set("exp", vtUnix(-time.Hour)))},
+		{"exp missing", es(unk, b.del("exp"))},
+		{"not yet valid", es(unk, b.add("nbf", vtUnix(time.Hour)))},
+		{"issued in the future", es(unk, b.set("iat", vtUnix(time.Hour)))},
+		{"wrong iss", es(unk, b.set("iss", `"evil"`))},
+		{"wrong aud", es(unk, b.set("aud", `"evil"`))},
+		{"duplicate exp", es(unk, b.add("exp", vtUnix(time.Hour)))},
+		{"alg none", vtSeg(`{"alg":"none","typ":"at+jwt","kid":"unknown"}`) + "." + vtSeg(b.String()) + "."},
+		{"alg HS256", vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","typ":"at+jwt","kid":"unknown"}`, b.String())},
+		{"wrong typ", es(`{"alg":"ES256","typ":"JWT","kid":"unknown"}`, b)},
+		{"crit", es(`{"alg":"ES256","typ":"at+jwt","kid":"unknown","crit":["x"]}`, b)},
+		{"4 segments", es(unk, b) + ".x"},
+		{"oversized", es(unk, b.add("pad", `"`+strings.Repeat("x", maxTokenSize)+`"`))},
+		{"payload not JSON", vtSeg(unk) + "." + vtSeg("nope") + ".AAAA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jtRefuse(t, v, tc.tok, tc.name, nil)
+		})
+	}
+	srv.expectHits(t, 1, "after the cheap failures")
+	// control: the same unknown kid on an otherwise valid token does fetch
+	jtRefuse(t, v, es(unk, b), "valid token, unknown kid", ErrTokenUnverifiable)
+	srv.expectHits(t, 2, "after a valid token with an unknown kid")
+}
+
+func TestJWKSUsagePool(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+	mk := func() *Validator {
+		return &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
+	}
+	a1 := provisionApp(t, clock.Now, map[string]*Validator{"jwks-pool": mk()})
+	a2 := provisionApp(t, clock.Now, map[string]*Validator{"jwks-pool": mk()}) // a reload
+	srv.expectHits(t, 1, "two provisions of one config")
+	v1, v2 := a1.Validators["jwks-pool"], a2.Validators["jwks-pool"]
+	if v1.remote == nil || v1.remote != v2.remote {
+		t.Fatal("the two configs do not share one remote key set")
+	}
+	rk, key := v1.remote, v1.remoteKey
+	if n, ok := jwksPool.References(key); !ok || n != 2 {
+		t.Fatalf("references %d, %v", n, ok)
+	}
+	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "shared keys")
+
+	// a different config gets its own set
+	a3 := provisionApp(t, clock.Now, map[string]*Validator{"jwks-pool": {Issuers: []string{"iss"}, Audiences: []string{"aud"},
+		JWKSURL: &RemoteJWKS{URL: srv.URL, UnknownKIDInterval: caddy.Duration(time.Minute)}}})
+	if a3.Validators["jwks-pool"].remote == rk {
+		t.Fatal("a different config shares the key set")
+	}
+	srv.expectHits(t, 2, "a different config")
+	_ = a3.Cleanup()
+
+	_ = a1.Cleanup() // the old config is unloaded
+	if n, ok := jwksPool.References(key); !ok || n != 1 {
+		t.Fatalf("after the first cleanup: references %d, %v", n, ok)
+	}
+	if rk.ctx.Err() != nil {
+		t.Fatal("refresh loop stopped while still in use")
+	}
+	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "after the old config is gone")
+
+	_ = a2.Cleanup()
+	if _, ok := jwksPool.References(key); ok {
+		t.Fatal("the pool still holds the key set after its last user")
+	}
+	if rk.ctx.Err() == nil {
+		t.Fatal("refresh context not cancelled")
+	}
+	select {
+	case <-rk.done:
+	default:
+		t.Fatal("refresh goroutine still running after Destruct")
+	}
+}
+
+// Refresh failures go to zap at error level, naming the validator and the
+// URL, and skipped keys are warned about.
+func TestJWKSRefreshErrorsLogged(t *testing.T) {
+	t.Parallel()
+	srv := newJTServer(t, 500, "")
+	core, logs := observer.New(zapcore.DebugLevel)
+	cfg := RemoteJWKS{URL: srv.URL}
+	cfg.setDefaults()
+	clock := newTestClock()
+	rk := newRemoteKeys(cfg, 0, "jwks-logged", zap.New(core), clock.Now)
+	defer rk.cancel()
+	if err := rk.refresh(context.Background()); err == nil {
+		t.Fatal("no error")
+	}
+	errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(errs) != 1 {
+		t.Fatalf("%d error entries", len(errs))
+	}
+	f := errs[0].ContextMap()
+	if f["validator"] != "jwks-logged" || f["url"] != srv.URL || !strings.Contains(fmt.Sprint(f["error"]), "500") {
+		t.Fatalf("fields %v", f)
+	}
+
+	secret := base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("z", 32)))
+	srv.set(200, jtSet(`{"kty":"oct","kid":"h","k":"`+secret+`"}`, vtECJWK("e", jtKey(t), "ES256")))
+	if err := rk.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	warns := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	if len(warns) != 1 || !strings.Contains(fmt.Sprint(warns[0].ContextMap()["error"]), "oct") {
+		t.Fatalf("warnings %v", warns)
+	}
+	for _, e := range logs.All() {
+		if strings.Contains(fmt.Sprint(e.ContextMap()), secret) {
+			t.Fatal("a key secret was logged")
+		}
+	}
+
+	// credentials and query parameters of the URL are never logged, for
+	// an HTTP error and for a connection error
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	for _, base := range []string{srv.URL, dead.URL} {
+		srv.set(500, "")
+		u := strings.Replace(base, "http://", "http://user:SECRETPASS@", 1) + "/jwks?api_key=SECRETQUERY#frag"
+		cfg := RemoteJWKS{URL: u}
+		cfg.setDefaults()
+		core, logs := observer.New(zapcore.DebugLevel)
+		rk := newRemoteKeys(cfg, 0, "jwks-logged", zap.New(core), clock.Now)
+		if err := rk.refresh(context.Background()); err == nil {
+			t.Fatal("no error")
+		}
+		rk.cancel()
+		entries := logs.All()
+		if len(entries) != 1 {
+			t.Fatalf("%d entries", len(entries))
+		}
+		all := fmt.Sprint(entries[0].Message, entries[0].ContextMap())
+		if strings.Contains(all, "SECRET") {
+			t.Fatalf("URL secret logged: %s", all)
+		}
+		if entries[0].ContextMap()["url"] != base+"/jwks" {
+			t.Fatalf("logged url %v", entries[0].ContextMap()["url"])
+		}
+	}
+}
