@@ -244,24 +244,37 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.Name)
 		case "max_age":
 			err = durationArg(d, &c.MaxAge)
-		case "same_site":
-			if err = oneArg(d, &c.SameSite); err == nil {
-				if _, perr := parseSameSite(c.SameSite); perr != nil {
-					err = d.Err(perr.Error())
-				}
-			}
-		case "path":
-			err = oneArg(d, &c.Path)
-		case "insecure":
-			err = noArgs(d, &c.Insecure)
 		default:
-			err = d.Errf("unrecognized cookie option %q", d.Val())
+			var known bool
+			if known, err = cookieAttr(d, &c.SameSite, &c.Path, &c.Insecure); !known {
+				err = d.Errf("unrecognized cookie option %q", d.Val())
+			}
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cookieAttr reads the attributes that identity and refresh cookies share
+// (same_site, path, insecure); known is false for any other option.
+func cookieAttr(d *caddyfile.Dispenser, sameSite, path *string, insecure *bool) (known bool, err error) {
+	switch d.Val() {
+	case "same_site":
+		if err = oneArg(d, sameSite); err == nil {
+			if _, perr := parseSameSite(*sameSite); perr != nil {
+				err = d.Err(perr.Error())
+			}
+		}
+	case "path":
+		err = oneArg(d, path)
+	case "insecure":
+		err = noArgs(d, insecure)
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:

@@ -253,36 +253,12 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	// link fails if another process created the key first: use theirs
-	if err := os.Link(tmp.Name(), path); err != nil {
+	// fails if another process created the key first: use theirs
+	if err := createFileExclusive(path, key, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return loadOrCreateKey(path)
 		}
 		return nil, err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return key, nil
 }

@@ -719,20 +719,9 @@ func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func (c *RefreshCookie) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for n := d.Nesting(); d.NextBlock(n); {
-		var err error
-		switch d.Val() {
-		case "same_site":
-			if err = oneArg(d, &c.SameSite); err == nil {
-				if _, perr := parseSameSite(c.SameSite); perr != nil {
-					err = d.Err(perr.Error())
-				}
-			}
-		case "path":
-			err = oneArg(d, &c.Path)
-		case "insecure":
-			err = noArgs(d, &c.Insecure)
-		default:
-			err = d.Errf("unrecognized refresh_cookie option %q", d.Val())
+		known, err := cookieAttr(d, &c.SameSite, &c.Path, &c.Insecure)
+		if !known {
+			return d.Errf("unrecognized refresh_cookie option %q", d.Val())
 		}
 		if err != nil {
 			return err

@@ -267,36 +267,6 @@ func loadOrCreateSigningKey(dir, algorithm string) (any, error) {
 	return key, nil
 }
 
-// createFileExclusive writes a new file crash-safely (temp file, fsync, link,
-// fsync of the directory). It fails with fs.ErrExist when path exists.
-func createFileExclusive(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // issuerMeta is issuer.json: what `caddy jwtauth token` needs to mint a
 // token as the issuer would. It holds no secret.
 type issuerMeta struct {
