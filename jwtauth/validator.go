@@ -407,11 +407,20 @@ type header struct {
 	kid string
 }
 
+// jwsChars is the alphabet of a compact JWS: base64url and the dots. A table
+// lookup per byte is several times faster than the equivalent comparisons.
+var jwsChars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") {
+		t[c] = true
+	}
+	return t
+}()
+
 // verify checks a token and returns the identity it carries. It never
 // consults the token for anything but the kid and an alg that must already be
 // allowed: cheap structural and claim checks run first, so an expired or
 // foreign token never costs a key lookup, a JWKS fetch or a signature check.
-func (v *Validator) verify(tok string) (*identity, error) {
+func (v *Validator) verify(tok string) (_ *identity, err error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
@@ -423,6 +432,18 @@ func (v *Validator) verify(tok string) (*identity, error) {
 			}
 			v.cache.remove(tok)
 		}
+		// The negative cache: a refusal that neither passing time nor
+		// the same keys can turn into an acceptance is remembered, so a
+		// repeated bad token is refused without being parsed again.
+		gen := v.keyGeneration()
+		if err := v.cache.refused(tok, gen); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				v.cache.rememberRefusal(tok, gen, err, v.issuer != nil)
+			}
+		}()
 	}
 	d1 := strings.IndexByte(tok, '.')
 	if d1 < 0 {
@@ -437,7 +458,7 @@ func (v *Validator) verify(tok string) (*identity, error) {
 		return nil, malformed("not a compact JWS: too many segments")
 	}
 	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !jwsChars[tok[i]] {
 			return nil, malformed("token is not base64url")
 		}
 	}
@@ -468,25 +489,8 @@ func (v *Validator) verify(tok string) (*identity, error) {
 	if err != nil {
 		return nil, malformed("signature is not strict base64url")
 	}
-	// A signature check is a pure function of the token and the keys: a
-	// token that failed it with these keys is refused again without
-	// another check (the negative cache; not for a local issuer, whose
-	// keys carry no generation).
-	var keyGen uint64
-	if v.remote != nil {
-		keyGen = v.remote.generation.Load()
-	}
-	memo := v.cache != nil && v.issuer == nil
-	if memo {
-		if err := v.cache.refused(tok, keyGen); err != nil {
-			return nil, err
-		}
-	}
 	key, gen, err := v.findKeyAndVerify(h, tok[:d2], sig)
 	if err != nil {
-		if ae, ok := err.(*authError); ok && memo && ae.err == ErrTokenSignature {
-			v.cache.refuse(tok, keyGen, err)
-		}
 		return nil, err
 	}
 	id.key, id.gen = key, gen

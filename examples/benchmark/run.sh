@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Load benchmark: jwt_auth against plain Caddy answering the identical
+# request. See README.md in this directory.
+#
+# It builds Caddy once (go build -o <tmp>/caddy ./xcaddy), mints keys and
+# tokens, starts one Caddy with every configuration of ./Caddyfile (ports
+# 9150-9159 on 127.0.0.1, admin off, logs off), and then, for each
+# configuration X, runs wrk interleaved: plain, X, plain, X, ..., plain.
+# Plain runs send exactly what X's runs send (same headers, same wrk
+# script). The table gives, per configuration, the median RPS and p99 of its
+# runs and the ratio of its median RPS to the median of the plain runs
+# around it.
+#
+# Environment (all optional):
+#   BENCH_DURATION     length of one wrk run            (default 5s)
+#   BENCH_ROUNDS       runs of each configuration       (default 3)
+#   BENCH_CONNECTIONS  wrk -c                           (default 32)
+#   BENCH_THREADS      wrk -t                           (default 1)
+#   BENCH_FRESH        tokens in each first-seen list   (default 100000)
+#   BENCH_ONLY         extended regex: only configurations whose name matches
+#   BENCH_KEEP         if set, keep the temporary directory (keys, logs, raw results)
+set -euo pipefail
+
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-1}
+FRESH=${BENCH_FRESH:-100000}
+ONLY=${BENCH_ONLY:-}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+if ! command -v wrk >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing wrk..." >&2
+		apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+	else
+		echo "run.sh: wrk is required (Debian/Ubuntu: sudo apt-get install wrk)" >&2
+		exit 1
+	fi
+fi
+command -v curl >/dev/null 2>&1 || { echo "run.sh: curl is required" >&2; exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_ROUNDS must be a positive integer" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/jwtauth-bench.XXXXXX")
+caddy_pid=
+cleanup() {
+	if [ -n "$caddy_pid" ]; then
+		kill "$caddy_pid" 2>/dev/null || true
+		wait "$caddy_pid" 2>/dev/null || true
+	fi
+	if [ -n "${BENCH_KEEP:-}" ]; then
+		echo "kept $tmp" >&2
+	else
+		rm -rf "$tmp"
+	fi
+}
+trap cleanup EXIT
+
+echo "building caddy and the token minter..." >&2
+(cd "$root" && go build -o "$tmp/caddy" ./xcaddy && go build -o "$tmp/mint" ./examples/benchmark/mint)
+"$tmp/mint" -out "$tmp/data" -fresh "$FRESH"
+
+# Caddy gets its own HOME so nothing is written outside $tmp.
+mkdir -p "$tmp/home"
+(
+	cd "$tmp"
+	export HOME="$tmp/home" XDG_DATA_HOME="$tmp/home/data" XDG_CONFIG_HOME="$tmp/home/config"
+	export BENCH_DIR="$tmp/data"
+	JWTAUTH_BENCH_SECRET=$(cat "$tmp/data/hs256.secret")
+	export JWTAUTH_BENCH_SECRET
+	exec "$tmp/caddy" run --adapter caddyfile --config "$here/Caddyfile"
+) >"$tmp/caddy.log" 2>&1 &
+caddy_pid=$!
+
+# Wait (bounded) until the last site answers.
+for _ in $(seq 100); do
+	if curl -s -o /dev/null "http://127.0.0.1:9159/"; then
+		break
+	fi
+	if ! kill -0 "$caddy_pid" 2>/dev/null; then
+		echo "run.sh: caddy exited:" >&2
+		cat "$tmp/caddy.log" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
+
+# Configurations: name, port, token, expected status. The token is NAME for
+# the one in NAME.token, sent on every request, or list:NAME for a different
+# token from NAME.tokens on every request (fresh.lua).
+configs=(
+	"plain-vs-plain 9150 hs256 200"
+	"HS256 9151 hs256 200"
+	"HS256-nocache 9152 hs256 200"
+	"RS256 9153 rs256 200"
+	"RS256-nocache 9154 rs256 200"
+	"ES256 9155 es256 200"
+	"ES256-nocache 9156 es256 200"
+	"EdDSA 9157 eddsa 200"
+	"EdDSA-nocache 9158 eddsa 200"
+	"HS256-first-seen 9151 list:fresh 200"
+	"401-forged-HS256 9151 forged 401"
+	"401-expired 9151 expired 401"
+	"401-expired-1st-seen 9151 list:expired 401"
+	"caddy-error-401 9159 hs256 401"
+)
+
+# Check every configuration answers as expected before measuring anything.
+for c in "${configs[@]}"; do
+	read -r name port tok want <<<"$c"
+	case $tok in
+	list:*) tok_value=$(head -n 1 "$tmp/data/${tok#list:}.tokens") ;;
+	*) tok_value=$(cat "$tmp/data/$tok.token") ;;
+	esac
+	got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok_value" "http://127.0.0.1:$port/")
+	if [ "$got" != "$want" ]; then
+		echo "run.sh: $name: got HTTP $got, want $want" >&2
+		cat "$tmp/caddy.log" >&2
+		exit 1
+	fi
+done
+for port in 9151 9152 9153 9154 9155 9156 9157 9158; do
+	got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")
+	if [ "$got" != 401 ]; then
+		echo "run.sh: port $port answers $got without a token; jwt_auth is not active" >&2
+		exit 1
+	fi
+done
+
+# wrk_run PORT TOKEN DURATION -> "rps p99_us non2xx requests errors"
+wrk_run() {
+	local port=$1 tok=$2 dur=$3 out
+	if [[ "$tok" == list:* ]]; then
+		out=$(BENCH_SCRIPTS="$here" BENCH_TOKENS="$tmp/data/${tok#list:}.tokens" \
+			wrk -t"$THREADS" -c"$CONNS" -d"$dur" -s "$here/fresh.lua" "http://127.0.0.1:$port/")
+	else
+		out=$(BENCH_SCRIPTS="$here" wrk -t"$THREADS" -c"$CONNS" -d"$dur" -s "$here/report.lua" \
+			-H "Authorization: Bearer $(cat "$tmp/data/$tok.token")" "http://127.0.0.1:$port/")
+	fi
+	awk '/^RESULT/ {
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		printf "%.1f %d %d %d %d\n", v["requests"] / (v["duration_us"] / 1e6), v["p99_us"], v["non2xx"], v["requests"], v["errors"]
+	}' <<<"$out"
+}
+
+median() {
+	sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+results="$tmp/results.tsv"
+: >"$results"
+bad=0
+
+# record NAME KIND WANT "rps p99 non2xx requests errors"
+record() {
+	local name=$1 kind=$2 want=$3 rps p99 non2xx requests errors
+	read -r rps p99 non2xx requests errors <<<"$4"
+	if [ -z "${requests:-}" ] || [ "$requests" = 0 ]; then
+		echo "run.sh: $name ($kind): wrk produced no result" >&2
+		bad=1
+		return
+	fi
+	if { [ "$want" = 200 ] && [ "$non2xx" != 0 ]; } || { [ "$want" = 401 ] && [ "$non2xx" != "$requests" ]; }; then
+		echo "run.sh: $name ($kind): $non2xx of $requests responses were not the expected $want" >&2
+		bad=1
+	fi
+	if [ "$errors" != 0 ]; then
+		echo "run.sh: $name ($kind): $errors socket errors" >&2
+	fi
+	printf '%s\t%s\t%s\t%s\n' "$name" "$kind" "$rps" "$p99" >>"$results"
+}
+
+echo "machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1); $(uptime | sed 's/.*load/load/')" >&2
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds per configuration" >&2
+
+# Warm up every port once (connections, the verified-token caches).
+for port in 9150 9151 9152 9153 9154 9155 9156 9157 9158; do
+	case $port in 9153 | 9154) tok=rs256 ;; 9155 | 9156) tok=es256 ;; 9157 | 9158) tok=eddsa ;; *) tok=hs256 ;; esac
+	wrk_run "$port" "$tok" 1s >/dev/null
+done
+
+for c in "${configs[@]}"; do
+	read -r name port tok want <<<"$c"
+	if [ -n "$ONLY" ] && ! [[ "$name" =~ $ONLY ]]; then
+		continue
+	fi
+	echo "running $name ..." >&2
+	for ((r = 0; r <= ROUNDS; r++)); do
+		# plain Caddy, the identical request; the plain site answers 200
+		record "$name" plain 200 "$(wrk_run 9150 "$tok" "$DURATION")"
+		if ((r < ROUNDS)); then
+			record "$name" x "$want" "$(wrk_run "$port" "$tok" "$DURATION")"
+		fi
+	done
+done
+
+echo
+printf '%-22s %12s %10s %12s %10s %7s\n' configuration "median RPS" "p99" "plain RPS" "plain p99" ratio
+fmt_us() { awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2fms", us / 1000; else printf "%dus", us }'; }
+for c in "${configs[@]}"; do
+	read -r name _ <<<"$c"
+	grep -q "^$name	" "$results" || continue
+	x_rps=$(awk -F'\t' -v n="$name" '$1 == n && $2 == "x" { print $3 }' "$results" | median)
+	x_p99=$(awk -F'\t' -v n="$name" '$1 == n && $2 == "x" { print $4 }' "$results" | median)
+	p_rps=$(awk -F'\t' -v n="$name" '$1 == n && $2 == "plain" { print $3 }' "$results" | median)
+	p_p99=$(awk -F'\t' -v n="$name" '$1 == n && $2 == "plain" { print $4 }' "$results" | median)
+	ratio=$(awk -v x="$x_rps" -v p="$p_rps" 'BEGIN { printf "%.2f", x / p }')
+	printf '%-22s %12.0f %10s %12.0f %10s %6sx\n' "$name" "$x_rps" "$(fmt_us "$x_p99")" "$p_rps" "$(fmt_us "$p_p99")" "$ratio"
+done
+if [ -n "${BENCH_KEEP:-}" ]; then
+	cp "$results" "$tmp/results-final.tsv"
+fi
+exit "$bad"
