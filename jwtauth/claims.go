@@ -96,6 +96,39 @@ func keyEquals(k []byte, name string) bool {
 	return ok && s == name
 }
 
+// rawKey returns a member name's bytes without quotes. It allocates only for
+// a name with escapes, which it decodes; callers compare the result with
+// string(...) conversions, which Go does without allocating.
+func rawKey(k []byte) []byte {
+	if !hasEscape(k) {
+		return k[1 : len(k)-1]
+	}
+	s, _ := decodeString(k)
+	return []byte(s)
+}
+
+// stringIn reports whether raw is a JSON string equal to one of list,
+// without allocating unless the string holds escapes.
+func stringIn(raw []byte, list []string) bool {
+	if len(raw) < 2 || raw[0] != '"' {
+		return false
+	}
+	b := raw[1 : len(raw)-1]
+	if hasEscape(raw) {
+		s, ok := decodeString(raw)
+		if !ok {
+			return false
+		}
+		b = []byte(s)
+	}
+	for _, v := range list {
+		if string(b) == v {
+			return true
+		}
+	}
+	return false
+}
+
 // decodeKey returns the decoded key; it allocates only for escaped keys.
 func decodeKey(k []byte) string {
 	if !hasEscape(k) {
@@ -213,24 +246,42 @@ func claimString(raw []byte) string {
 // of strings) equals want. For space-delimited claims such as scope and scp,
 // a single string is split on spaces (RFC 8693 §4.2).
 func claimHas(raw []byte, spaceDelimited bool, want []string) bool {
-	found := false
-	eachString(raw, func(s string) bool {
-		if spaceDelimited && raw[0] == '"' {
-			for _, f := range strings.Fields(s) {
-				if contains(want, f) {
-					found = true
-					return false
-				}
-			}
-			return true
-		}
-		if contains(want, s) {
-			found = true
+	if len(raw) == 0 {
+		return false
+	}
+	if raw[0] == '"' && spaceDelimited {
+		str, ok := decodeString(raw)
+		if !ok {
 			return false
 		}
-		return true
-	})
-	return found
+		for _, f := range strings.Fields(str) {
+			if contains(want, f) {
+				return true
+			}
+		}
+		return false
+	}
+	if raw[0] == '"' {
+		return stringIn(raw, want)
+	}
+	if raw[0] != '[' {
+		return false
+	}
+	// an array: compare each string element in place
+	for i := skipSpace(raw, 1); i < len(raw) && raw[i] != ']'; {
+		e, err := skipValue(raw, i)
+		if err != nil {
+			return false
+		}
+		if stringIn(raw[i:e], want) {
+			return true
+		}
+		i = skipSpace(raw, e)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

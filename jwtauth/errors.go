@@ -61,6 +61,9 @@ func invalidToken(reason string, err error, desc string) *authError {
 
 // reject classifies err as an authError.
 func reject(err error) *authError {
+	if ae, ok := err.(*authError); ok { // the common case, without errors.As's allocation
+		return ae
+	}
 	var ae *authError
 	if errors.As(err, &ae) {
 		return ae
@@ -85,6 +88,7 @@ func reject(err error) *authError {
 // wwwAuthenticate renders the RFC 6750 §3 challenge.
 func (e *authError) wwwAuthenticate(realm string) string {
 	var b strings.Builder
+	b.Grow(len(realm) + len(e.code) + len(e.desc) + 48)
 	b.WriteString(`Bearer realm="`)
 	b.WriteString(quoteEscape(realm))
 	b.WriteByte('"')

@@ -262,12 +262,14 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, v *Validator, ae *authError) error {
 	v.counters.count(ae.reason)
 	repl.Set("http.auth.jwt.error", ae.reason)
-	w.Header().Set("WWW-Authenticate", ae.wwwAuthenticate(h.Realm))
+	w.Header()["Www-Authenticate"] = []string{ae.wwwAuthenticate(h.Realm)} // canonical key: no allocation
 	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 		// the path only: a from_query token would be in the full URI
 		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))
 	}
-	return caddyhttp.Error(ae.status, ae)
+	// A HandlerError with its trace set: caddyhttp.Error would walk the
+	// stack to find one, on every refused request.
+	return caddyhttp.HandlerError{Err: ae, StatusCode: ae.status, Trace: "jwtauth.(*Handler).refuse"}
 }
 
 // setIdentityCookie returns the identity cookie after a header

@@ -98,6 +98,24 @@ func lookupAlg(name string) *algInfo {
 	return nil
 }
 
+// lookupAlgRaw is lookupAlg for a raw JSON string value, without allocating.
+func lookupAlgRaw(raw []byte) *algInfo {
+	if hasEscape(raw) {
+		name, ok := decodeString(raw)
+		if !ok {
+			return nil
+		}
+		return lookupAlg(name)
+	}
+	name := raw[1 : len(raw)-1]
+	for _, a := range algorithms {
+		if string(name) == a.name {
+			return a
+		}
+	}
+	return nil
+}
+
 // familyAlgs is the set of algorithms a key of family f can verify.
 func familyAlgs(f algFamily) algSet {
 	var s algSet

@@ -404,7 +404,7 @@ var b64 = base64.RawURLEncoding.Strict()
 // header holds what we read from a JOSE header.
 type header struct {
 	alg *algInfo
-	kid string
+	kid []byte // points into the decoded header, which is never reused
 }
 
 // jwsChars is the alphabet of a compact JWS: base64url and the dots. A table
@@ -527,9 +527,9 @@ func (v *Validator) parseHeader(raw []byte) (header, error) {
 	var seen uint8
 	var bad string
 	err := jsonObject(raw).each(func(k, val []byte) bool {
-		name := decodeKey(k)
+		name := rawKey(k)
 		for i, want := range [...]string{"alg", "kid", "typ", "crit"} {
-			if name == want {
+			if string(name) == want {
 				if seen&(1<<i) != 0 {
 					bad = "duplicate " + want + " header"
 					return false
@@ -539,20 +539,19 @@ func (v *Validator) parseHeader(raw []byte) (header, error) {
 				case 0:
 					alg = val
 				case 1:
-					kid, ok := decodeString(val)
-					if !ok {
+					if len(val) < 2 || val[0] != '"' {
 						bad = "kid is not a string"
 						return false
 					}
-					h.kid = kid
+					h.kid = rawKey(val) // a string value decodes like a key
 				case 2:
 					typ = val
 				case 3:
 					bad = "crit header is not supported"
 					return false
 				}
-			} else if strings.EqualFold(name, want) {
-				bad = "header " + name + " collides with " + want
+			} else if strings.EqualFold(string(name), want) {
+				bad = "header " + string(name) + " collides with " + want
 				return false
 			}
 		}
@@ -564,11 +563,10 @@ func (v *Validator) parseHeader(raw []byte) (header, error) {
 	if bad != "" {
 		return h, malformed(bad)
 	}
-	name, ok := decodeString(alg)
-	if !ok {
+	if len(alg) < 2 || alg[0] != '"' {
 		return h, malformed("alg missing")
 	}
-	h.alg = lookupAlg(name)
+	h.alg = lookupAlgRaw(alg)
 	if h.alg == nil || !v.allowed.has(h.alg) {
 		return h, invalidToken(reasonInvalid, ErrTokenUnverifiable, "algorithm not allowed")
 	}
@@ -601,20 +599,20 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	var seen uint64
 	var bad string
 	err := id.payload.each(func(k, val []byte) bool {
-		name := decodeKey(k)
+		name := rawKey(k)
 		for i, want := range v.tracked {
-			if name == want {
+			if string(name) == want {
 				if seen&(1<<i) != 0 {
 					bad = "duplicate " + want + " claim"
 					return false
 				}
 				seen |= 1 << i
-			} else if strings.EqualFold(name, want) {
-				bad = "claim " + name + " collides with " + want
+			} else if strings.EqualFold(string(name), want) {
+				bad = "claim " + string(name) + " collides with " + want
 				return false
 			}
 		}
-		switch name {
+		switch string(name) {
 		case "exp":
 			exp = val
 		case "nbf":
@@ -672,7 +670,7 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	} else if v.MaxLifetime > 0 {
 		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat claim required by max_lifetime")
 	}
-	if s, ok := decodeString(iss); !ok || !contains(v.Issuers, s) {
+	if !stringIn(iss, v.Issuers) {
 		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
 	}
 	if aud == nil || !claimHas(aud, false, v.Audiences) {
@@ -702,7 +700,7 @@ func numericDate(f float64) time.Time {
 func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) (*verKey, uint64, error) {
 	tried := false
 	try := func(ks *keySet) (*verKey, error) {
-		for _, k := range ks.candidates(h.kid) {
+		for _, k := range ks.candidates(string(h.kid)) {
 			if !k.algs.has(h.alg) {
 				continue
 			}
@@ -728,7 +726,7 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 		}
 		// an unknown kid, or no usable keys at all (the endpoint was down
 		// at start-up or is past max_stale): one rate-limited refresh
-		if !tried && (h.kid != "" || v.remote.current() == nil) && v.remote.refreshForUnknownKID(gen) {
+		if !tried && (len(h.kid) > 0 || v.remote.current() == nil) && v.remote.refreshForUnknownKID(gen) {
 			gen = v.remote.generation.Load()
 			if k, _ := try(v.remote.current()); k != nil {
 				return k, gen, nil
