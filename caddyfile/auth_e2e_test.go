@@ -1,11 +1,20 @@
 package caddyfile_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,15 +35,15 @@ const (
 )
 
 // The backend echoes what reached it; the protected site proxies to it.
-// Caddy's internal CA issues the site's certificate (caddytest's client
-// does not verify it).
+// The site serves a certificate the test makes (SITE_CERT and SITE_KEY are
+// replaced by e2eLoad; caddytest's client does not verify it): one issued by
+// Caddy at start-up would race the first request.
 const e2eConfig = `{
 	admin localhost:2999
 	http_port 9100
 	https_port 9101
 	grace_period 1ns
 	skip_install_trust
-	local_certs
 	# Caddy drops request headers with underscores unless allowed (and then
 	# drops their hyphenated spelling): allow them on :9103, so that there
 	# jwt_auth alone keeps the underscore spellings out, as it keeps the
@@ -59,6 +68,7 @@ const e2eConfig = `{
 }
 
 https://caddy.localhost:9101 {
+	tls SITE_CERT SITE_KEY
 	handle /public/* {
 		jwt_auth api {
 			public
@@ -101,6 +111,10 @@ http://:9102 {
 func e2eLoad(t *testing.T, config string) *caddytest.Tester {
 	t.Helper()
 	hermeticHome(t)
+	if strings.Contains(config, "SITE_CERT") {
+		cert, key := e2eCertificate(t)
+		config = strings.NewReplacer("SITE_CERT", cert, "SITE_KEY", key).Replace(config)
+	}
 	tc := caddytest.NewTester(t)
 	tc.InitServer(config, "caddyfile")
 	if t.Failed() {
@@ -115,6 +129,42 @@ func e2eLoad(t *testing.T, config string) *caddytest.Tester {
 		res.Body.Close()
 	})
 	return tc
+}
+
+// e2eCertificate writes a self-signed certificate for caddy.localhost. The
+// files end in .pem: caddytest rewrites paths ending in .crt or .key.
+func e2eCertificate(t *testing.T) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "caddy.localhost"},
+		DNSNames:     []string{"caddy.localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "site-cert.pem"), filepath.Join(dir, "site-key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
 }
 
 func e2eToken(t *testing.T, sub string) string {
