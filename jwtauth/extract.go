@@ -9,10 +9,10 @@ import (
 
 // TokenSource is one place a token may be found in a request.
 type TokenSource struct {
-	// One of "header", "cookie" or "query".
+	// One of "header", "cookie" or "query". Required.
 	From string `json:"from"`
 
-	// Header, cookie or query parameter name.
+	// Header, cookie or query parameter name. Required.
 	Name string `json:"name"`
 
 	// For headers: the authentication scheme that must precede the token,

@@ -19,16 +19,24 @@ import (
 //
 // Hashes are bcrypt or argon2id, as printed by `caddy hash-password`.
 type UsersFile struct {
+	// The accounts.
 	Users []User `json:"users"`
 }
 
 // User is one account in a users file.
 type User struct {
-	Login        string          `json:"login"`
-	PasswordHash string          `json:"password_hash"`
-	UserID       json.Number     `json:"user_id"`
-	Disabled     bool            `json:"disabled,omitempty"`
-	Claims       json.RawMessage `json:"claims,omitempty"`
+	// Login name. Required, unique.
+	Login string `json:"login"`
+	// bcrypt or argon2id hash, as `caddy hash-password` prints it. Required.
+	PasswordHash string `json:"password_hash"`
+	// The user id put in issued tokens (odoo_jwt's user_id). Required.
+	UserID json.Number `json:"user_id"`
+	// A disabled user cannot log in, and loses its sessions at the next
+	// config load. Default: false.
+	Disabled bool `json:"disabled,omitempty"`
+	// Extra claims for the user's access tokens, e.g. email, partner_id,
+	// roles; registered claim names are refused. Default: none.
+	Claims json.RawMessage `json:"claims,omitempty"`
 }
 
 // maxBcryptPassword is bcrypt's input limit: longer passwords would be

@@ -108,7 +108,7 @@ type Validator struct {
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
 type PublicKeyFile struct {
-	// Path of the PEM file.
+	// Path of the PEM file. Required.
 	Path string `json:"path"`
 	// Key ID; tokens whose kid matches use this key. Default: matches any
 	// kid.
@@ -127,7 +127,7 @@ type UserIDSource struct {
 
 // PartnerIDSource chooses the partner id (OCA partner_id_strategy).
 type PartnerIDSource struct {
-	// Claim holding the partner id.
+	// Claim holding the partner id. Required.
 	Claim string `json:"claim"`
 	// If true, a token without the claim is refused with 401. Default:
 	// false.
@@ -137,9 +137,10 @@ type PartnerIDSource struct {
 // ClaimRequirement demands that a claim holds one of the values.
 type ClaimRequirement struct {
 	// Claim name. For scope and scp, a space-delimited string is split.
+	// Required.
 	Claim string `json:"claim"`
 	// Accepted values; a string claim must equal one, an array claim must
-	// contain one.
+	// contain one. At least one is required.
 	Values []string `json:"values"`
 }
 
