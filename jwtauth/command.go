@@ -185,6 +185,16 @@ func cmdUserAdd(fl caddycmd.Flags) (int, error) {
 
 // cmdUserPasswd implements `caddy jwtauth user passwd`.
 func cmdUserPasswd(fl caddycmd.Flags) (int, error) {
+	return editUser(fl, "changed the password of %q in %s\n", func(u *User) error {
+		hash, err := promptAndHash(fl.String("algorithm"))
+		u.PasswordHash = hash
+		return err
+	})
+}
+
+// editUser loads the users file, applies edit to the named user and saves
+// the file atomically.
+func editUser(fl caddycmd.Flags, done string, edit func(*User) error) (int, error) {
 	path, login, err := fileAndLogin(fl)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
@@ -197,42 +207,26 @@ func cmdUserPasswd(fl caddycmd.Flags) (int, error) {
 	if u == nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: no user %q", path, login)
 	}
-	hash, err := promptAndHash(fl.String("algorithm"))
-	if err != nil {
+	if err := edit(u); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	u.PasswordHash = hash
 	if err := uf.Save(path); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	fmt.Fprintf(os.Stderr, "changed the password of %q in %s\n", login, path)
+	fmt.Fprintf(os.Stderr, done, login, path)
 	return caddy.ExitCodeSuccess, nil
 }
 
 // cmdUserSetDisabled implements `caddy jwtauth user disable` and `enable`.
 func cmdUserSetDisabled(fl caddycmd.Flags, disabled bool) (int, error) {
-	path, login, err := fileAndLogin(fl)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	uf, err := LoadUsersFile(path)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	u := uf.Find(login)
-	if u == nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: no user %q", path, login)
-	}
-	u.Disabled = disabled
-	if err := uf.Save(path); err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	state := "enabled"
+	done := "enabled user %q in %s\n"
 	if disabled {
-		state = "disabled"
+		done = "disabled user %q in %s\n"
 	}
-	fmt.Fprintf(os.Stderr, "%s user %q in %s\n", state, login, path)
-	return caddy.ExitCodeSuccess, nil
+	return editUser(fl, done, func(u *User) error {
+		u.Disabled = disabled
+		return nil
+	})
 }
 
 // fileAndLogin returns the --file flag and the single LOGIN argument.

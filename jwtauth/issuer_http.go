@@ -338,9 +338,18 @@ func isBrowserRequest(r *http.Request) bool {
 }
 
 // refreshToken finds the request's refresh token: a refreshToken header or
-// body field (which must agree), else the refresh cookie. fromCookie tells
-// that the cookie carried it, so the cross-origin check applies.
-func (h *IssuerHandler) refreshToken(r *http.Request, rq *apiRequest) (tok string, fromCookie bool, e *endpointError) {
+// body field (which must agree), else the refresh cookie. A token the
+// cookie carried, which a browser attaches by itself, is only accepted from
+// a same-origin request (as jwt_auth's cookie mode).
+func (h *IssuerHandler) refreshToken(r *http.Request, rq *apiRequest) (string, *endpointError) {
+	tok, fromCookie, e := h.findRefreshToken(r, rq)
+	if e == nil && fromCookie && h.cop.Check(r) != nil {
+		return "", errCrossOriginRefused
+	}
+	return tok, e
+}
+
+func (h *IssuerHandler) findRefreshToken(r *http.Request, rq *apiRequest) (tok string, fromCookie bool, e *endpointError) {
 	conflict := badRequest("the request carries different refresh tokens")
 	for _, v := range r.Header.Values("refreshToken") {
 		if v = strings.TrimSpace(v); v == "" {
@@ -491,10 +500,7 @@ func expiresIn(exp, now time.Time) int64 {
 // the session of the refresh token.
 func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, fromCookie, e := h.refreshToken(r, rq)
-	if e == nil && fromCookie && h.cop.Check(r) != nil {
-		e = errCrossOriginRefused
-	}
+	tok, e := h.refreshToken(r, rq)
 	if e == nil {
 		e = h.checkUserID(rq, tok)
 	}
@@ -531,10 +537,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 // session.
 func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, fromCookie, e := h.refreshToken(r, rq)
-	if e == nil && fromCookie && h.cop.Check(r) != nil {
-		e = errCrossOriginRefused
-	}
+	tok, e := h.refreshToken(r, rq)
 	if e == nil {
 		e = h.checkUserID(rq, tok)
 	}
@@ -589,10 +592,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 // token is answered like a known one.
 func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, fromCookie, e := h.refreshToken(r, rq)
-	if e == nil && fromCookie && h.cop.Check(r) != nil {
-		e = errCrossOriginRefused
-	}
+	tok, e := h.refreshToken(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
