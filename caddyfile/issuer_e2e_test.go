@@ -151,20 +151,7 @@ func ie2eWriteUsers(t *testing.T, dir string, users ...ie2eUser) {
 // ie2eLoad loads the config and unloads it at the end of the test.
 func ie2eLoad(t *testing.T, dir, period string) {
 	t.Helper()
-	hermeticHome(t)
-	tc := caddytest.NewTester(t)
-	tc.InitServer(fmt.Sprintf(ie2eConfig, dir, period), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Cleanup(func() {
-		res, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader("{\n\tadmin localhost:2999\n}\n"))
-		if err != nil {
-			t.Errorf("unloading: %v", err)
-			return
-		}
-		res.Body.Close()
-	})
+	e2eLoad(t, fmt.Sprintf(ie2eConfig, dir, period))
 }
 
 // ie2eClient sends requests without a cookie jar: cookies are explicit.
