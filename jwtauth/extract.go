@@ -65,8 +65,9 @@ func (s *TokenSource) fromHeaderValue(val string) string {
 
 // extracted is a token and the source it came from.
 type extracted struct {
-	token string
-	src   *TokenSource
+	token   string
+	src     *TokenSource
+	sources []TokenSource // all of the validator's sources, for strip
 }
 
 // extractToken finds the request's token. All header sources are read: two
@@ -91,7 +92,7 @@ func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 				return extracted{}, ErrConflictingTokens
 			}
 			if found.token == "" {
-				found = extracted{token: tok, src: s}
+				found = extracted{token: tok, src: s, sources: sources}
 			}
 		}
 	}
@@ -160,6 +161,20 @@ func (e extracted) strip(r *http.Request) {
 	switch e.src.From {
 	case "header":
 		r.Header.Del(e.src.canonical)
+		// and every other header source that carries the same token (it
+		// may come twice, e.g. in Authorization and access_token)
+		for i := range e.sources {
+			s := &e.sources[i]
+			if s.From != "header" {
+				continue
+			}
+			for _, val := range r.Header[s.canonical] {
+				if s.fromHeaderValue(val) == e.token {
+					r.Header.Del(s.canonical)
+					break
+				}
+			}
+		}
 	case "cookie":
 		removeCookie(r, e.src.Name)
 	case "query":

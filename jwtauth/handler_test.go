@@ -396,6 +396,21 @@ func TestHandlerStripToken(t *testing.T) {
 			t.Fatal("token stripped without strip_token")
 		}
 	})
+	t.Run("same token in two headers", func(t *testing.T) {
+		v3 := hsValidator()
+		v3.Sources = []TokenSource{
+			{From: "header", Name: "Authorization", Prefix: "Bearer"},
+			{From: "header", Name: "X-Access-Token"},
+		}
+		both, _ := htHandler(t, clock, "test", v3, &Handler{StripToken: true})
+		r := htBearer(tok)
+		r.Header.Set("X-Access-Token", tok)
+		res := htServe(t, both, r, nil)
+		htPass(t, res)
+		if res.seen.Header.Get("Authorization") != "" || res.seen.Header.Get("X-Access-Token") != "" {
+			t.Fatalf("a copy of the token survived strip_token: %v", res.seen.Header)
+		}
+	})
 	t.Run("cookie", func(t *testing.T) {
 		mk := func() *http.Request {
 			r := htBearer("")
