@@ -109,9 +109,11 @@ func (c *tokenCache) shard(h uint64) *cacheShard {
 	return &c.shards[h&c.mask]
 }
 
-// get returns the identity cached for exactly tok, or nil.
-func (c *tokenCache) get(tok string) *identity {
-	h := c.hash(tok)
+// The methods below take the token's hash, h = c.hash(tok), which verify
+// computes once per request for the positive and the negative cache.
+
+// getH returns the identity cached for exactly tok, or nil.
+func (c *tokenCache) getH(h uint64, tok string) *identity {
 	s := c.shard(h)
 	var id *identity
 	s.mu.RLock()
@@ -130,10 +132,9 @@ func (c *tokenCache) get(tok string) *identity {
 
 func entryCost(id *identity) int { return len(id.token) + len(id.payload) + cacheEntryOverhead }
 
-// put stores a verified identity, evicting as needed. An entry larger than
+// putH stores a verified identity, evicting as needed. An entry larger than
 // a shard's byte budget is not stored.
-func (c *tokenCache) put(id *identity) {
-	h := c.hash(id.token)
+func (c *tokenCache) putH(h uint64, id *identity) {
 	s := c.shard(h)
 	cost := entryCost(id)
 	if cost > s.maxBytes {
@@ -192,9 +193,8 @@ func (s *cacheShard) drop(i int32) {
 	s.free = append(s.free, i)
 }
 
-// remove drops tok, if it is cached.
-func (c *tokenCache) remove(tok string) {
-	h := c.hash(tok)
+// removeH drops tok, if it is cached.
+func (c *tokenCache) removeH(h uint64, tok string) {
 	s := c.shard(h)
 	s.mu.Lock()
 	if i, ok := s.index[h]; ok && s.slots[i].id.token == tok {
@@ -203,18 +203,18 @@ func (c *tokenCache) remove(tok string) {
 	s.mu.Unlock()
 }
 
-// refused returns the error remembered for exactly tok, provided the keys
+// refusedH returns the error remembered for exactly tok, provided the keys
 // have not changed since (gen is the remote key generation, 0 without a
 // remote JWKS), or nil.
-func (c *tokenCache) refused(tok string, gen uint64) error {
-	r := c.refusals[c.hash(tok)%refusalSlots].Load()
+func (c *tokenCache) refusedH(h uint64, tok string, gen uint64) error {
+	r := c.refusals[h%refusalSlots].Load()
 	if r == nil || r.gen != gen || r.token != tok {
 		return nil
 	}
 	return r.err
 }
 
-// rememberRefusal remembers why tok was refused with the keys of generation
+// rememberRefusalH remembers why tok was refused with the keys of generation
 // gen, when that cannot change while the keys stay the same and time moves
 // forward: a malformed token, a wrong alg, iss or aud, a missing claim, an
 // expired token (expiry only gets truer), a bad signature. A token that is
@@ -222,7 +222,7 @@ func (c *tokenCache) refused(tok string, gen uint64) error {
 // the key, and must be triggered) and a revoked session are not
 // remembered; nor is a bad signature against a local issuer, whose keys
 // carry no generation.
-func (c *tokenCache) rememberRefusal(tok string, gen uint64, err error, localIssuer bool) {
+func (c *tokenCache) rememberRefusalH(h uint64, tok string, gen uint64, err error, localIssuer bool) {
 	ae, ok := err.(*authError)
 	if !ok {
 		return
@@ -235,7 +235,7 @@ func (c *tokenCache) rememberRefusal(tok string, gen uint64, err error, localIss
 			return
 		}
 	}
-	c.refusals[c.hash(tok)%refusalSlots].Store(&refusal{token: tok, gen: gen, err: err})
+	c.refusals[h%refusalSlots].Store(&refusal{token: tok, gen: gen, err: err})
 }
 
 // keyGeneration identifies the current remote key set (0 without one), so

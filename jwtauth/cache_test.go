@@ -18,6 +18,18 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// Token-keyed forms of the cache methods, for tests; verify hashes once and
+// calls the H forms.
+func (c *tokenCache) get(tok string) *identity { return c.getH(c.hash(tok), tok) }
+func (c *tokenCache) put(id *identity)         { c.putH(c.hash(id.token), id) }
+func (c *tokenCache) remove(tok string)        { c.removeH(c.hash(tok), tok) }
+func (c *tokenCache) refused(tok string, gen uint64) error {
+	return c.refusedH(c.hash(tok), tok, gen)
+}
+func (c *tokenCache) rememberRefusal(tok string, gen uint64, err error, localIssuer bool) {
+	c.rememberRefusalH(c.hash(tok), tok, gen, err, localIssuer)
+}
+
 // cxCheck verifies the cache's internal invariants: the index and the slots
 // agree, every slot is either used or free, and the entry and byte counts
 // are within their bounds.

@@ -426,23 +426,25 @@ func (v *Validator) verify(tok string) (_ *identity, err error) {
 		return nil, ErrTokenTooLarge
 	}
 	now := v.now()
+	var th uint64 // the token's cache hash, computed once
 	if v.cache != nil {
-		if id := v.cache.get(tok); id != nil {
+		th = v.cache.hash(tok)
+		if id := v.cache.getH(th, tok); id != nil {
 			if err := v.stillValid(id, now); err == nil {
 				return id, nil
 			}
-			v.cache.remove(tok)
+			v.cache.removeH(th, tok)
 		}
 		// The negative cache: a refusal that neither passing time nor
 		// the same keys can turn into an acceptance is remembered, so a
 		// repeated bad token is refused without being parsed again.
 		gen := v.keyGeneration()
-		if err := v.cache.refused(tok, gen); err != nil {
+		if err := v.cache.refusedH(th, tok, gen); err != nil {
 			return nil, err
 		}
 		defer func() {
 			if err != nil {
-				v.cache.rememberRefusal(tok, gen, err, v.issuer != nil)
+				v.cache.rememberRefusalH(th, tok, gen, err, v.issuer != nil)
 			}
 		}()
 	}
@@ -499,7 +501,7 @@ func (v *Validator) verify(tok string) (_ *identity, err error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(id)
+		v.cache.putH(th, id)
 	}
 	return id, nil
 }
