@@ -89,10 +89,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the validators by name.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	if h.Realm == "" {
-		h.Realm = "restricted"
-	}
 	if len(h.Validators) == 0 {
 		return errors.New("jwt_auth: at least one validator is required")
 	}
@@ -103,7 +99,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt_auth: %w", err)
 	}
-	app := appIface.(*App)
+	return h.setup(appIface.(*App), ctx.Logger())
+}
+
+// setup binds the handler to the app's validators and derives its runtime
+// state from the config.
+func (h *Handler) setup(app *App, logger *zap.Logger) error {
+	h.logger = logger
+	if h.Realm == "" {
+		h.Realm = "restricted"
+	}
 	for _, name := range h.Validators {
 		v, err := app.validator(name)
 		if err != nil {

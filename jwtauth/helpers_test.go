@@ -166,24 +166,9 @@ func serve(t testing.TB, h *Handler, r *http.Request) (*httptest.ResponseRecorde
 // provisionHandler provisions a handler over an app.
 func provisionHandler(t testing.TB, a *App, h *Handler) *Handler {
 	t.Helper()
-	h.logger = zap.NewNop()
-	if h.Realm == "" {
-		h.Realm = "restricted"
+	if err := h.setup(a, zap.NewNop()); err != nil {
+		t.Fatal(err)
 	}
-	for _, name := range h.Validators {
-		v, err := a.validator(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.validators = append(h.validators, v)
-	}
-	for _, fc := range h.ForwardClaims {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(fc.Header))
-	}
-	if h.ForwardPayload != "" {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(h.ForwardPayload))
-	}
-	h.cop = http.NewCrossOriginProtection()
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
