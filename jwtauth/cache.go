@@ -216,10 +216,11 @@ func (c *tokenCache) refusedH(h uint64, tok string, gen uint64) error {
 
 // rememberRefusalH remembers why tok was refused with the keys of generation
 // gen, when that cannot change while the keys stay the same and time moves
-// forward: a malformed token, a wrong alg, iss or aud, a missing claim, an
+// forward: a malformed token, a wrong iss or aud, a missing claim, an
 // expired token (expiry only gets truer), a bad signature. A token that is
-// not valid yet (nbf, iat), one whose kid is unknown (a refresh may bring
-// the key, and must be triggered) and a revoked session are not
+// not valid yet (nbf, iat), one that is unverifiable (an unknown kid, whose
+// key a refresh may bring, or an alg or typ outside the allow-list) and a
+// revoked session are not
 // remembered; nor is a bad signature against a local issuer, whose keys
 // carry no generation.
 func (c *tokenCache) rememberRefusalH(h uint64, tok string, gen uint64, err error, localIssuer bool) {

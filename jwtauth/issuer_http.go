@@ -383,6 +383,16 @@ func (h *IssuerHandler) findRefreshToken(r *http.Request, rq *apiRequest) (tok s
 	return "", false, errNoRefreshToken
 }
 
+// refreshTokenOfUser is refreshToken followed by checkUserID, for the
+// endpoints that name the session's user.
+func (h *IssuerHandler) refreshTokenOfUser(r *http.Request, rq *apiRequest) (string, *endpointError) {
+	tok, e := h.refreshToken(r, rq)
+	if e == nil {
+		e = h.checkUserID(rq, tok)
+	}
+	return tok, e
+}
+
 // checkUserID refuses a request whose user_id, when given, is not the
 // session's, before anything changes.
 func (h *IssuerHandler) checkUserID(rq *apiRequest, tok string) *endpointError {
@@ -500,10 +510,7 @@ func expiresIn(exp, now time.Time) int64 {
 // the session of the refresh token.
 func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, e := h.refreshToken(r, rq)
-	if e == nil {
-		e = h.checkUserID(rq, tok)
-	}
+	tok, e := h.refreshTokenOfUser(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
@@ -537,10 +544,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 // session.
 func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, e := h.refreshToken(r, rq)
-	if e == nil {
-		e = h.checkUserID(rq, tok)
-	}
+	tok, e := h.refreshTokenOfUser(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
