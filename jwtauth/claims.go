@@ -284,6 +284,31 @@ func claimHas(raw []byte, spaceDelimited bool, want []string) bool {
 	return false
 }
 
+// stringOrStrings reports whether raw is a JSON string or an array whose
+// elements are all strings (RFC 7519 §4.1.3 for aud).
+func stringOrStrings(raw []byte) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	if raw[0] != '[' {
+		return raw[0] == '"'
+	}
+	for i := skipSpace(raw, 1); i < len(raw) && raw[i] != ']'; {
+		if raw[i] != '"' {
+			return false
+		}
+		e, err := skipString(raw, i)
+		if err != nil {
+			return false
+		}
+		i = skipSpace(raw, e)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return true
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -641,27 +641,27 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	if exp == nil {
 		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
 	}
-	expF, ok := decodeNumber(exp)
-	if !ok {
-		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp is not a number")
+	expF, err := numericDateClaim(exp, "exp")
+	if err != nil {
+		return err
 	}
 	id.exp = numericDate(expF)
 	if !now.Before(id.exp.Add(v.leeway)) {
 		return invalidToken(reasonExpired, ErrTokenExpired, "token expired")
 	}
 	if nbf != nil {
-		f, ok := decodeNumber(nbf)
-		if !ok {
-			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "nbf is not a number")
+		f, err := numericDateClaim(nbf, "nbf")
+		if err != nil {
+			return err
 		}
 		if now.Add(v.leeway).Before(numericDate(f)) {
 			return invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
 		}
 	}
 	if iat != nil {
-		f, ok := decodeNumber(iat)
-		if !ok {
-			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat is not a number")
+		f, err := numericDateClaim(iat, "iat")
+		if err != nil {
+			return err
 		}
 		issued := numericDate(f)
 		if now.Add(v.leeway).Before(issued) {
@@ -676,6 +676,9 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	if !stringIn(iss, v.Issuers) {
 		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
 	}
+	if aud != nil && !stringOrStrings(aud) {
+		return invalidToken(reasonInvalid, ErrInvalidAudience, "aud must be a string or an array of strings")
+	}
 	if aud == nil || !claimHas(aud, false, v.Audiences) {
 		return invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
 	}
@@ -683,6 +686,24 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 		id.sid, _ = decodeString(sid)
 	}
 	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. No real token is dated beyond it,
+// and refusing it keeps every accepted date exact in a time.Time.
+const maxNumericDate = 253402300799
+
+// numericDateClaim reads the exp, nbf or iat claim raw: a JSON number from 0
+// to maxNumericDate. A negative, non-finite or absurdly large date is
+// refused, not clamped: it can only come from a broken or hostile issuer.
+func numericDateClaim(raw []byte, name string) (float64, error) {
+	f, ok := decodeNumber(raw)
+	if !ok {
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" is not a number")
+	}
+	if !(f >= 0 && f <= maxNumericDate) { // also false for NaN
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" out of range")
+	}
+	return f, nil
 }
 
 // numericDate converts seconds since the epoch, clamping absurd values.
