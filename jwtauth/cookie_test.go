@@ -510,3 +510,33 @@ func TestCookieKeyPersisted(t *testing.T) {
 	h3 := start() // a new key: old cookies are void
 	htRequire(t, htServe(t, h3, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
 }
+
+// Two identity cookies of one name (one may have been tossed in from a
+// sibling subdomain) are ambiguous: 400 invalid_request, whichever comes
+// first, as for from_cookie sources. Two copies of one value are not.
+func TestCookieDuplicateIdentityCookie(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	alice := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	bob := ctLogin(t, h, hs256(t, htClaims("bob", nil)))
+	for _, order := range [][]*http.Cookie{{alice, bob}, {bob, alice}} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+		r.Header.Set("Cookie", order[0].Name+"="+order[0].Value+"; "+order[1].Name+"="+order[1].Value)
+		res := htServe(t, h, r, nil)
+		htRequire(t, res, http.StatusBadRequest, "malformed")
+		if got := res.w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
+			t.Fatalf("WWW-Authenticate %q", got)
+		}
+	}
+	// in two Cookie headers
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+	r.Header["Cookie"] = []string{alice.Name + "=" + alice.Value, bob.Name + "=" + bob.Value}
+	htRequire(t, htServe(t, h, r, nil), http.StatusBadRequest, "malformed")
+
+	r = httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+	r.Header.Set("Cookie", alice.Name+"="+alice.Value+"; "+alice.Name+"="+alice.Value)
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
+		t.Fatalf("user %q", id)
+	}
+}

@@ -245,8 +245,12 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 		if err == nil {
 			id, err = v.verify(ex.token)
 		} else if errors.Is(err, ErrTokenMissing) && v.Cookie != nil {
-			if c, cerr := r.Cookie(v.Cookie.Name); cerr == nil && c.Value != "" {
-				id, err = v.verifyCookie(c.Value)
+			// two identity cookies of one name are refused, as
+			// from_cookie sources refuse theirs
+			if val, cerr := onlyCookie(r, v.Cookie.Name); cerr != nil {
+				err = cerr
+			} else if val != "" {
+				id, err = v.verifyCookie(val)
 				cookie = true
 			}
 		}

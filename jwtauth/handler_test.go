@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,24 @@ func TestHandlerPublicMode(t *testing.T) {
 	})
 	t.Run("bad token", func(t *testing.T) {
 		htRequire(t, htServe(t, h, htBearer("a.b.c"), nil), http.StatusUnauthorized, "malformed")
+	})
+	// the Bearer scheme without a token is a credential that fails, never
+	// the anonymous path; another scheme is no credential for us
+	for _, val := range []string{"Bearer", "Bearer ", "Bearer    ", "bearer\t", " BEARER  "} {
+		t.Run("empty bearer "+strconv.Quote(val), func(t *testing.T) {
+			r := htBearer("")
+			r.Header.Set("Authorization", val)
+			res := htServe(t, h, r, nil)
+			htRequire(t, res, http.StatusUnauthorized, "malformed")
+			if got := res.w.Header().Get("WWW-Authenticate"); got != `Bearer realm="restricted", error="invalid_token", error_description="empty token"` {
+				t.Fatalf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+	t.Run("Basic is no credential", func(t *testing.T) {
+		r := htBearer("")
+		r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
+		htPass(t, htServe(t, h, r, nil))
 	})
 	t.Run("expired token", func(t *testing.T) {
 		tok := hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
