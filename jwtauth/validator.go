@@ -1,6 +1,7 @@
 package jwtauth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -104,6 +105,7 @@ type Validator struct {
 	cookieKey []byte
 	cache     *tokenCache
 	counters  resultCounters
+	retry     *retryPolicy // tests: the remote set's retry schedule
 }
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
@@ -287,6 +289,9 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 		v.remoteKey = name + "\x00" + string(raw) + "\x00" + fmt.Sprint(configured)
 		val, _, err := jwksPool.LoadOrNew(v.remoteKey, func() (caddy.Destructor, error) {
 			rk := newRemoteKeys(cfg, configured, name, v.logger, v.now)
+			if v.retry != nil {
+				rk.retry = *v.retry
+			}
 			rk.start()
 			return rk, nil
 		})
@@ -421,7 +426,13 @@ var jwsChars = func() (t [256]bool) {
 // consults the token for anything but the kid and an alg that must already be
 // allowed: cheap structural and claim checks run first, so an expired or
 // foreign token never costs a key lookup, a JWKS fetch or a signature check.
-func (v *Validator) verify(tok string) (_ *identity, err error) {
+func (v *Validator) verify(tok string) (*identity, error) {
+	return v.verifyCtx(context.Background(), tok)
+}
+
+// verifyCtx is verify for a request: a JWKS refresh for an unknown kid is
+// waited for only while ctx lasts.
+func (v *Validator) verifyCtx(ctx context.Context, tok string) (_ *identity, err error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
@@ -492,7 +503,7 @@ func (v *Validator) verify(tok string) (_ *identity, err error) {
 	if err != nil {
 		return nil, malformed("signature is not strict base64url")
 	}
-	key, gen, err := v.findKeyAndVerify(h, tok[:d2], sig)
+	key, gen, err := v.findKeyAndVerify(ctx, h, tok[:d2], sig)
 	if err != nil {
 		return nil, err
 	}
@@ -720,8 +731,10 @@ func numericDate(f float64) time.Time {
 
 // findKeyAndVerify checks the signature with the configured keys that may
 // verify h.alg, refreshing a remote set once (rate limited) for an unknown
-// kid.
-func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) (*verKey, uint64, error) {
+// kid. A token without a kid is refused when the remote set holds more than
+// one key for its algorithm: trying each would let one forged token cost N
+// signature checks.
+func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput string, sig []byte) (*verKey, uint64, error) {
 	tried := false
 	try := func(ks *keySet) (*verKey, error) {
 		for _, k := range ks.candidates(string(h.kid)) {
@@ -745,14 +758,22 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 	}
 	if v.remote != nil {
 		gen := v.remote.generation.Load()
-		if k, _ := try(v.remote.current()); k != nil {
+		ks := v.remote.current()
+		if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+			return nil, 0, errKIDRequired
+		}
+		if k, _ := try(ks); k != nil {
 			return k, gen, nil
 		}
 		// an unknown kid, or no usable keys at all (the endpoint was down
 		// at start-up or is past max_stale): one rate-limited refresh
-		if !tried && (len(h.kid) > 0 || v.remote.current() == nil) && v.remote.refreshForUnknownKID(gen) {
+		if !tried && (len(h.kid) > 0 || ks == nil) && v.remote.refreshForUnknownKID(ctx, gen) {
 			gen = v.remote.generation.Load()
-			if k, _ := try(v.remote.current()); k != nil {
+			ks = v.remote.current()
+			if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+				return nil, 0, errKIDRequired
+			}
+			if k, _ := try(ks); k != nil {
 				return k, gen, nil
 			}
 		}
@@ -762,6 +783,10 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 	}
 	return nil, 0, invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
 }
+
+// errKIDRequired refuses a kid-less token that several keys of a remote set
+// could have signed.
+var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
 
 // checkIdentity resolves user and partner ids and the revocation list.
 func (v *Validator) checkIdentity(id *identity) error {
