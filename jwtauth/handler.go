@@ -284,14 +284,37 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 // setIdentityCookie returns the identity cookie after a header
 // authentication, unless the request already carries a valid one for the
 // same token: the cookie's lifetime is set once per token, never extended.
+// A cookie too large for browsers is not set; it, and a Secure cookie sent
+// over plain HTTP, which the browser will never send back, are logged.
 func (h *Handler) setIdentityCookie(w http.ResponseWriter, r *http.Request, id *identity) {
 	v := id.v
 	if old, err := r.Cookie(v.Cookie.Name); err == nil && v.cookieCarries(old.Value, id.payloadB64) {
 		return
 	}
-	if c := v.identityCookie(id, v.now()); c != nil {
-		http.SetCookie(w, c)
+	c := v.identityCookie(id, v.now())
+	if c == nil {
+		return
 	}
+	line := c.String()
+	if len(line) > maxCookieLine {
+		v.warnCookie(&v.warnedCookieSize, "identity cookie too large for browsers; not set, so cookie mode cannot work for this token (keep its claims smaller)",
+			zap.Int("size", len(line)), zap.Int("limit", maxCookieLine))
+		return
+	}
+	if c.Secure && !clientUsedHTTPS(r) {
+		v.warnCookie(&v.warnedCookieHTTP, "Secure identity cookie set in answer to a plain-HTTP request; browsers will not send it back over HTTP (serve the site over https, or set the cookie insecure for local development)")
+	}
+	w.Header().Add("Set-Cookie", line)
+}
+
+// clientUsedHTTPS reports whether the client reached us over TLS, here or
+// at a trusted proxy that says so in X-Forwarded-Proto.
+func clientUsedHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 func isSafeMethod(m string) bool {

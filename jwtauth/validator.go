@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,6 +107,9 @@ type Validator struct {
 	cache     *tokenCache
 	counters  resultCounters
 	retry     *retryPolicy // tests: the remote set's retry schedule
+
+	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
+	warnedCookieHTTP atomic.Int64
 }
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
