@@ -99,7 +99,69 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt_auth: %w", err)
 	}
-	return h.setup(appIface.(*App), ctx.Logger())
+	if err := h.setup(appIface.(*App), ctx.Logger()); err != nil {
+		return err
+	}
+	// the HTTP server provisions its routes with itself in the context
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil {
+		h.checkHeaderSources(srv)
+	}
+	return nil
+}
+
+// checkHeaderSources warns about from_header sources the server will never
+// let through: Caddy drops request headers whose name holds '_' or '.'
+// unless the server lists them in expected_underscore_headers or
+// expected_dot_headers, and a token sent in them would be silently ignored.
+// The warning gives the line to add. Each validator warns once per server
+// and header.
+func (h *Handler) checkHeaderSources(srv *caddyhttp.Server) {
+	for _, v := range h.validators {
+		for _, s := range v.Sources {
+			if s.From != "header" {
+				continue
+			}
+			under, dot := strings.ContainsRune(s.Name, '_'), strings.ContainsRune(s.Name, '.')
+			var kept bool
+			switch {
+			case under && dot:
+				kept = headerAllowlisted(srv.ExpectedUnderscoreHeaders, s.canonical, true) || headerAllowlisted(srv.ExpectedDotHeaders, s.canonical, true)
+			case under:
+				kept = headerAllowlisted(srv.ExpectedUnderscoreHeaders, s.canonical, false)
+			case dot:
+				kept = headerAllowlisted(srv.ExpectedDotHeaders, s.canonical, false)
+			default:
+				continue
+			}
+			if kept || !v.firstHeaderWarning(srv, s.canonical) {
+				continue
+			}
+			option, list := "expected_underscore_headers", srv.ExpectedUnderscoreHeaders
+			if !under {
+				option, list = "expected_dot_headers", srv.ExpectedDotHeaders
+			}
+			line := strings.Join(append(append([]string{option}, list...), s.Name), " ")
+			h.logger.Warn("from_header "+s.Name+": Caddy drops request headers whose name contains '_' or '.' unless the server expects them, so a token sent in it is never seen; add this line to the servers block of the global options (JSON: apps.http.servers.NAME."+option+")",
+				zap.String("validator", v.name), zap.String("header", s.Name), zap.Strings("listen", srv.Listen), zap.String("add", line))
+		}
+	}
+}
+
+// headerAllowlisted reports whether a server whose allow-list is entries
+// keeps the request header canonical, matching as caddyhttp.Server does:
+// case-insensitively, a trailing '*' as a prefix glob, and only exact
+// entries for a name with both '_' and '.' (exactOnly).
+func headerAllowlisted(entries []string, canonical string, exactOnly bool) bool {
+	for _, e := range entries {
+		if p, glob := strings.CutSuffix(e, "*"); glob {
+			if !exactOnly && strings.HasPrefix(canonical, http.CanonicalHeaderKey(p)) {
+				return true
+			}
+		} else if http.CanonicalHeaderKey(e) == canonical {
+			return true
+		}
+	}
+	return false
 }
 
 // setup binds the handler to the app's validators and derives its runtime

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,20 @@ type Validator struct {
 
 	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
 	warnedCookieHTTP atomic.Int64
+	warnedHeaders    sync.Map // headerWarning -> struct{}: header sources a server drops
+}
+
+// headerWarning is a header source that a server drops, warned about once.
+type headerWarning struct {
+	srv    any // the *caddyhttp.Server
+	header string
+}
+
+// firstHeaderWarning reports whether the header warning for srv and header
+// has not been given yet for this validator, and marks it given.
+func (v *Validator) firstHeaderWarning(srv any, header string) bool {
+	_, given := v.warnedHeaders.LoadOrStore(headerWarning{srv, header}, struct{}{})
+	return !given
 }
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
