@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -366,5 +365,3 @@ func parseJWKS(raw []byte, allowed algSet, source string) (keys []*verKey, probl
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].kid < keys[j].kid })
 	return keys, problems, nil
 }
-
-var errNoKey = errors.New("no key matches the token's kid and alg")
