@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -219,6 +220,9 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 		return err
 	}
 
+	if err := checkStoreDir(is.storeDir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
 		return fmt.Errorf("store_dir: %w", err)
 	}
@@ -401,6 +405,23 @@ func (is *Issuer) validate() error {
 	}
 	if is.limitMax < 1 || is.limitPer <= 0 {
 		return errors.New("login_limit: expected a positive count and period")
+	}
+	return nil
+}
+
+// checkStoreDir refuses a store_dir that is a symbolic link, as the store
+// refuses symlinked files: whoever can change the link would move the
+// sessions and the signing key elsewhere. A missing store_dir is fine.
+func checkStoreDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("store_dir %s is a symbolic link; refusing it (give the real path)", dir)
 	}
 	return nil
 }
@@ -772,8 +793,11 @@ func (h *IssuerHandler) Provision(ctx caddy.Context) error {
 		return errors.New("jwt_issuer: an issuer name is required")
 	}
 	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option)")
+	}
 	if err != nil {
-		return fmt.Errorf("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option): %w", err)
+		return fmt.Errorf("jwt_issuer: %w", err)
 	}
 	is, err := appIface.(*App).issuer(h.Issuer)
 	if err != nil {

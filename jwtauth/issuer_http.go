@@ -103,7 +103,9 @@ func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, "POST")
 	}
-	rq, e := readAPIRequest(w, r)
+	// only /authenticate needs fields: the others take the refresh token
+	// from a header or the cookie, and then need no body at all
+	rq, e := readAPIRequest(w, r, rest != "/authenticate")
 	if e != nil {
 		rq.fail(w, e)
 		return nil
@@ -119,15 +121,21 @@ func methodNotAllowed(w http.ResponseWriter, allow string) error {
 
 // readAPIRequest checks the media type and size, and parses the body. The
 // returned request is never nil: once the envelope is recognized, errors in
-// it are answered in the envelope.
-func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpointError) {
+// it are answered in the envelope. With emptyOK, a request without a
+// Content-Type is accepted when its body is empty (curl -X POST with only a
+// refreshToken header); any body must still be JSON.
+func readAPIRequest(w http.ResponseWriter, r *http.Request, emptyOK bool) (*apiRequest, *endpointError) {
 	rq := new(apiRequest)
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+	notJSON := &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
+	_, typed := r.Header["Content-Type"]
+	if typed || !emptyOK {
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			return rq, notJSON
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+		}
 	}
 	tooLarge := &endpointError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "body larger than 64 KiB"}
 	if r.ContentLength > maxIssuerBody {
@@ -144,6 +152,8 @@ func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpo
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		body = []byte("{}")
+	} else if !typed {
+		return rq, notJSON
 	}
 	if !json.Valid(body) {
 		return rq, badRequest("malformed JSON")
