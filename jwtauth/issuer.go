@@ -1,6 +1,7 @@
 package jwtauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -100,9 +102,14 @@ type Issuer struct {
 	// path_prefix.
 	RefreshCookie *RefreshCookie `json:"refresh_cookie,omitempty"`
 
-	// Failed logins allowed per client IP and per login before further
-	// attempts, even with the right password, are answered 429 with
-	// Retry-After. Default: 5 per 1m.
+	// Failed logins allowed per (client IP, login) pair within a period
+	// before that pair's attempts, even with the right password, are
+	// answered 429 with Retry-After. A client IP is refused the same way
+	// after 4 × max failures over all logins. Failures of one login from
+	// many IPs never refuse it (that would let anyone lock its owner out):
+	// past max of them, each attempt on the login waits 500ms before its
+	// password is checked, doubling per failure up to 4s. The counts live in
+	// memory and survive reloads that keep login_limit. Default: 5 per 1m.
 	LoginLimit *LoginLimit `json:"login_limit,omitempty"`
 
 	// Make validators bound with issuer_keys refuse the access tokens of
@@ -136,6 +143,12 @@ type Issuer struct {
 	self      *Validator // verifies our own access tokens, for rotation
 	now       func() time.Time
 	logger    *zap.Logger
+
+	// the login limiter, from limiterPool under limiterKey
+	limiter    limiter.Limiter
+	limiterKey string
+	// wait applies the limiter's slowdown; tests replace it
+	wait func(ctx context.Context, d time.Duration) error
 }
 
 // RefreshCookie configures the refresh-token cookie.
@@ -156,9 +169,12 @@ type RefreshCookie struct {
 	Insecure bool `json:"insecure,omitempty"`
 }
 
-// LoginLimit is a number of failed logins per period.
+// LoginLimit is a number of failed logins per period; see
+// Issuer.LoginLimit for how it is applied.
 type LoginLimit struct {
-	// Failed logins allowed per period. Default: 5.
+	// Failed logins allowed per period and (client IP, login) pair; a
+	// client IP gets 4 times as many over all logins, and a login is slowed
+	// down past as many from all IPs. Default: 5.
 	Max int `json:"max,omitempty"`
 	// Period, counted from the first failure. Default: 1m.
 	Per caddy.Duration `json:"per,omitempty"`
@@ -219,6 +235,10 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	if err := is.loadUsers(); err != nil {
 		return err
 	}
+	if err := is.loadLimiter(); err != nil {
+		return err
+	}
+	is.wait = waitCtx
 
 	if err := checkStoreDir(is.storeDir); err != nil {
 		return err
@@ -428,6 +448,7 @@ func checkStoreDir(dir string) error {
 
 // cleanup releases the shared store.
 func (is *Issuer) cleanup() error {
+	is.releaseLimiter()
 	if is.state == nil || is.released {
 		return nil
 	}

@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -40,6 +41,8 @@ var (
 	errBadCredentials     = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid login or password"}
 	errNoRefreshToken     = badRequest("a refresh token is required (the refresh cookie, a refreshToken header or refreshToken field)")
 	errStoreDown          = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the session store cannot write; retry later", retryAfter: 5 * time.Second}
+	errLimiterDown        = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login limiter is unavailable; retry later", retryAfter: 5 * time.Second}
+	errLoginAbandoned     = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login was interrupted; retry", retryAfter: time.Second}
 )
 
 // sessionError maps a session operation's error to its answer.
@@ -461,23 +464,47 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 		return nil
 	}
 	st := is.state
-	addr, lk := clientAddr(r), loginKey(login)
-	if wait, ok := st.limiter.attempt(addr, lk, is.limitMax, is.limitPer, is.now()); !ok {
+	addr, ctx := clientAddr(r), r.Context()
+	d, err := is.limiter.Before(ctx, addr, login, is.now())
+	if err != nil {
+		rq.fail(w, errLimiterDown)
+		return nil
+	}
+	if !d.OK {
 		if c := h.logger.Check(zapcore.DebugLevel, "login refused: too many failures"); c != nil {
 			c.Write(zap.String("client", addr))
 		}
-		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: wait})
+		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter})
 		return nil
+	}
+	if d.Delay > 0 {
+		// the login's slowdown, the same whatever the password
+		if c := h.logger.Check(zapcore.DebugLevel, "login slowed down"); c != nil {
+			c.Write(zap.String("client", addr), zap.Duration("delay", d.Delay))
+		}
+		if err := is.wait(ctx, d.Delay); err != nil {
+			// the client went away: the attempt counts as failed
+			_ = is.limiter.Failed(context.WithoutCancel(ctx), addr, login, is.now())
+			rq.fail(w, errLoginAbandoned)
+			return nil
+		}
 	}
 	u := is.checkPassword(login, password)
 	if u == nil {
+		if err := is.limiter.Failed(ctx, addr, login, is.now()); err != nil {
+			rq.fail(w, errLimiterDown)
+			return nil
+		}
 		if c := h.logger.Check(zapcore.DebugLevel, "login failed"); c != nil {
 			c.Write(zap.String("client", addr))
 		}
 		rq.fail(w, errBadCredentials)
 		return nil
 	}
-	st.limiter.succeeded(addr, lk)
+	if err := is.limiter.Succeeded(ctx, addr, login, is.now()); err != nil {
+		rq.fail(w, errLimiterDown)
+		return nil
+	}
 	now := is.now()
 	s, rt, err := st.create(u, now)
 	if err != nil {
