@@ -149,6 +149,8 @@ type Issuer struct {
 	limiterKey string
 	// wait applies the limiter's slowdown; tests replace it
 	wait func(ctx context.Context, d time.Duration) error
+	// storeErrs rate-limits the log of store write failures
+	storeErrs *burstLog
 }
 
 // RefreshCookie configures the refresh-token cookie.
@@ -239,6 +241,7 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 		return err
 	}
 	is.wait = waitCtx
+	is.storeErrs = new(burstLog)
 
 	if err := checkStoreDir(is.storeDir); err != nil {
 		return err

@@ -2,12 +2,18 @@ package jwtauth
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestIssuerHandlerProvisionError: jwt_issuer says "not configured" only
@@ -96,4 +102,53 @@ func TestIssuerEmptyBodyWithoutContentType(t *testing.T) {
 	_, rt2 := e.login("alice", "alice-password")
 	e.do(itReq{path: "/revoke/token", ctype: "-", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
 	e.do(itReq{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 401, "invalid_grant")
+}
+
+// TestIssuerStoreFailureLogged: a 503 because the store cannot write is
+// logged at Error, once per failure burst (again only after
+// storeErrorLogInterval while failures continue), with the file and the OS
+// error, and never with a token or a password.
+func TestIssuerStoreFailureLogged(t *testing.T) {
+	e := newItEnv(t, nil)
+	core, logs := observer.New(zapcore.DebugLevel)
+	e.is.logger = zap.New(core)
+	_, rt := e.login("alice", "alice-password")
+	st := e.is.state.store
+	st.setFault(faultOn("write", "journal", syscall.ENOSPC, 1000))
+	defer st.setFault(nil)
+
+	login := `{"login":"bob","password":"bob-password"}`
+	for range 3 {
+		e.do(itReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
+		e.clock.Add(10 * time.Second)
+	}
+	e.do(itReq{path: "/revoke/token", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	errs := logs.FilterLevelExact(zapcore.ErrorLevel).AllUntimed()
+	if len(errs) != 1 {
+		t.Fatalf("%d Error entries for one burst, want 1: %v", len(errs), errs)
+	}
+	f := errs[0].ContextMap()
+	if file, _ := f["file"].(string); !strings.HasPrefix(file, e.dir) || !strings.Contains(file, "journal") {
+		t.Fatalf("file %q, want the journal under %s", f["file"], e.dir)
+	}
+	if f["os_error"] != syscall.ENOSPC.Error() {
+		t.Fatalf("os_error %v", f["os_error"])
+	}
+
+	// still failing a while later: logged once more, with the count of
+	// failures not logged
+	e.clock.Add(storeErrorLogInterval)
+	e.do(itReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
+	errs = logs.FilterLevelExact(zapcore.ErrorLevel).AllUntimed()
+	if len(errs) != 2 || errs[1].ContextMap()["suppressed"] != int64(3) {
+		t.Fatalf("after the interval: %v", errs)
+	}
+	for _, entry := range logs.AllUntimed() {
+		line := entry.Message + fmt.Sprint(entry.ContextMap())
+		for _, secret := range []string{rt, "bob-password", "alice-password"} {
+			if strings.Contains(line, secret) {
+				t.Fatalf("a log entry holds a secret: %s", line)
+			}
+		}
+	}
 }

@@ -508,7 +508,7 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	now := is.now()
 	s, rt, err := st.create(u, now)
 	if err != nil {
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -555,7 +555,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 	now := is.now()
 	s, err := is.state.use(tok, is.policy, now)
 	if err != nil {
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -611,7 +611,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	now := is.now()
 	s, newTok, err := is.state.rotate(tok, id.sid, is.policy, now)
 	if err != nil {
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -639,7 +639,7 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 		return nil
 	}
 	if _, err := is.state.revoke(tok, is.now()); err != nil {
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
