@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,34 +545,16 @@ func (is *Issuer) loadUsers() error {
 var fakeHashes sync.Map
 
 // fakeCredentialFor returns a hash of a random password with the kind and
-// cost parameters most users have, so an unknown login costs what a known
-// one does. caddyauth's FakeHash serves when it has those parameters (the
-// defaults of `caddy hash-password`).
+// cost parameters of the slowest hash the users have (see slowestHash), so
+// an unknown login costs at least what a known one does. caddyauth's
+// FakeHash serves when it has those parameters (the defaults of `caddy
+// hash-password`).
 func fakeCredentialFor(users []*issuerUser) (fakeCredential, error) {
-	counts := make(map[string]int)
-	sample := make(map[string]*issuerUser)
-	for _, u := range users {
-		k := hashParams(u.hash)
-		counts[k]++
-		if sample[k] == nil {
-			sample[k] = u
-		}
-	}
-	best := ""
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if best == "" || counts[k] > counts[best] {
-			best = k
-		}
-	}
-	if best == "" {
+	u := slowestUser(users)
+	if u == nil {
 		return fakeCredential{hash: caddyauth.BcryptHash{}.FakeHash(), cmp: caddyauth.BcryptHash{}, bcrypt: true}, nil
 	}
-	u := sample[best]
+	best := hashParams(u.hash)
 	fc := fakeCredential{cmp: u.cmp, bcrypt: u.bcrypt}
 	if u.bcrypt {
 		if ref := (caddyauth.BcryptHash{}).FakeHash(); hashParams(ref) == best {
