@@ -38,11 +38,20 @@ type event struct {
 
 type skipped struct{ pkg, test, reason string }
 
+// pkgLine is a line of a package's own output, or a benchmark result.
+type pkgLine struct {
+	text  string
+	bench bool
+}
+
 // summarize copies the non-verbose view of the events on in to out, then
-// the skipped tests, and reports whether anything failed.
+// the skipped tests, and reports whether anything failed. Like go test, it
+// shows a passing package as its ok line (and benchmark results), and a
+// failing one with the output of its failing tests and its own.
 func summarize(in io.Reader, out io.Writer) (bool, error) {
 	type key struct{ pkg, test string }
 	buffered := map[key][]string{}
+	pkgOut := map[string][]pkgLine{}
 	var skips []skipped
 	failed := false
 	sc := bufio.NewScanner(in)
@@ -63,21 +72,26 @@ func summarize(in io.Reader, out io.Writer) (bool, error) {
 		case "output":
 			switch {
 			case ev.Test == "":
-				if ev.Output != "PASS\n" {
-					fmt.Fprint(out, ev.Output)
-				}
-			case strings.HasPrefix(ev.Test, "Benchmark") && strings.Contains(ev.Output, "\t"):
-				fmt.Fprint(out, ev.Output) // a benchmark result
+				pkgOut[ev.Package] = append(pkgOut[ev.Package], pkgLine{text: ev.Output})
+			case strings.HasPrefix(ev.Test, "Benchmark") && strings.HasPrefix(ev.Output, "Benchmark") && strings.Contains(ev.Output, "\t"):
+				pkgOut[ev.Package] = append(pkgOut[ev.Package], pkgLine{text: ev.Output, bench: true})
 			default:
 				buffered[k] = append(buffered[k], ev.Output)
 			}
-		case "pass":
-			delete(buffered, k)
-		case "skip":
+		case "pass", "skip":
 			if ev.Test != "" {
-				skips = append(skips, skipped{ev.Package, ev.Test, skipReason(buffered[k])})
+				if ev.Action == "skip" {
+					skips = append(skips, skipped{ev.Package, ev.Test, skipReason(buffered[k])})
+				}
+				delete(buffered, k)
+				break
 			}
-			delete(buffered, k)
+			for _, l := range pkgOut[ev.Package] {
+				if l.bench || isSummaryLine(l.text) {
+					fmt.Fprint(out, l.text)
+				}
+			}
+			delete(pkgOut, ev.Package)
 		case "fail":
 			failed = true
 			if ev.Test != "" {
@@ -86,7 +100,7 @@ func summarize(in io.Reader, out io.Writer) (bool, error) {
 				break
 			}
 			// the package failed: show the tests that never ended
-			// (a panic, a timeout), in a stable order
+			// (a panic, a timeout), in a stable order, then its own output
 			var open []string
 			for b := range buffered {
 				if b.pkg == ev.Package {
@@ -98,6 +112,10 @@ func summarize(in io.Reader, out io.Writer) (bool, error) {
 				printTestOutput(out, buffered[key{ev.Package, t}])
 				delete(buffered, key{ev.Package, t})
 			}
+			for _, l := range pkgOut[ev.Package] {
+				fmt.Fprint(out, l.text)
+			}
+			delete(pkgOut, ev.Package)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -114,6 +132,17 @@ func summarize(in io.Reader, out io.Writer) (bool, error) {
 	return failed, nil
 }
 
+// isSummaryLine reports whether a passing package's line is one that go
+// test prints without -v: its result, or the header of its benchmarks.
+func isSummaryLine(l string) bool {
+	for _, p := range []string{"ok  \t", "?   \t", "goos: ", "goarch: ", "pkg: ", "cpu: "} {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // printTestOutput prints a test's output without the === lines.
 func printTestOutput(out io.Writer, lines []string) {
 	for _, l := range lines {
@@ -123,11 +152,13 @@ func printTestOutput(out io.Writer, lines []string) {
 	}
 }
 
-// skipReason is what a skipped test logged, on one line.
+// skipReason is what a skipped test logged (the testing package indents
+// t.Log lines; anything else, such as a server's own logs, is left out), on
+// one line.
 func skipReason(lines []string) string {
 	var parts []string
 	for _, l := range lines {
-		if strings.HasPrefix(l, "=== ") || strings.HasPrefix(strings.TrimSpace(l), "--- SKIP") {
+		if !strings.HasPrefix(l, "    ") || strings.HasPrefix(strings.TrimSpace(l), "--- SKIP") {
 			continue
 		}
 		if l = strings.TrimSpace(l); l != "" {

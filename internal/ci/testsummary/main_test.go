@@ -50,7 +50,9 @@ not json: go's own line
 	}
 }
 
-// TestSummarizePassing: a passing run exits 0 and says nothing was skipped.
+// TestSummarizePassing: a passing run exits 0;
+// a passing package's chatter (a server's logs) is not shown, nor is it a
+// skip reason.
 func TestSummarizePassing(t *testing.T) {
 	in := `{"Action":"start","Package":"p"}
 {"Action":"run","Package":"p","Test":"TestA"}
@@ -58,6 +60,12 @@ func TestSummarizePassing(t *testing.T) {
 {"Action":"output","Package":"p","Test":"TestA","Output":"    a_test.go:5: chatter\n"}
 {"Action":"output","Package":"p","Test":"TestA","Output":"--- PASS: TestA (0.00s)\n"}
 {"Action":"pass","Package":"p","Test":"TestA"}
+{"Action":"output","Package":"p","Output":"{\"level\":\"info\",\"msg\":\"server log\"}\n"}
+{"Action":"run","Package":"p","Test":"TestB"}
+{"Action":"output","Package":"p","Test":"TestB","Output":"{\"level\":\"info\",\"msg\":\"server log\"}\n"}
+{"Action":"output","Package":"p","Test":"TestB","Output":"    b_test.go:3: no browser\n"}
+{"Action":"output","Package":"p","Test":"TestB","Output":"--- SKIP: TestB (0.00s)\n"}
+{"Action":"skip","Package":"p","Test":"TestB"}
 {"Action":"output","Package":"p","Output":"PASS\n"}
 {"Action":"output","Package":"p","Output":"ok  \tp\t0.01s\n"}
 {"Action":"pass","Package":"p"}
@@ -67,7 +75,7 @@ func TestSummarizePassing(t *testing.T) {
 	if err != nil || failed {
 		t.Fatalf("failed %v, %v", failed, err)
 	}
-	if got := out.String(); got != "ok  \tp\t0.01s\nno test was skipped\n" {
+	if got := out.String(); got != "ok  \tp\t0.01s\n1 skipped:\n  SKIP p TestB: b_test.go:3: no browser\n" {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -84,7 +92,8 @@ func TestSummarizePanic(t *testing.T) {
 `
 	var out strings.Builder
 	failed, _ := summarize(strings.NewReader(in), &out)
-	if !failed || !strings.Contains(out.String(), "h_test.go:9: waiting") || !strings.Contains(out.String(), "panic: test timed out") {
+	if !failed || !strings.Contains(out.String(), "h_test.go:9: waiting") || !strings.Contains(out.String(), "panic: test timed out") ||
+		!strings.HasSuffix(out.String(), "FAIL\tp\t1.0s\nno test was skipped\n") {
 		t.Fatalf("failed %v, output:\n%s", failed, out.String())
 	}
 }
