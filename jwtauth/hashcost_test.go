@@ -164,3 +164,29 @@ func TestUserAddHashesLikeTheFile(t *testing.T) {
 		t.Fatalf("a's new hash %q, want bcrypt cost 5", h)
 	}
 }
+
+// TestSlowerMeasured: when the estimate is a close call, the comparison
+// that takes longer wins; here with margins of about 20x either way, so
+// that a busy machine cannot flip the verdict.
+func TestSlowerMeasured(t *testing.T) {
+	slowArgon, err := hashArgon2id([]byte("x"), 16*1024, 2, 1, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastArgon, err := hashArgon2id([]byte("x"), 64, 1, 1, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b4, _ := bcrypt.GenerateFromPassword([]byte("x"), 4)
+	b8, _ := bcrypt.GenerateFromPassword([]byte("x"), 8)
+	if !slowerMeasured([]byte(slowArgon), b4) {
+		t.Error("argon2id m=16MiB,t=2 measured faster than bcrypt 4")
+	}
+	if slowerMeasured([]byte(fastArgon), b8) {
+		t.Error("argon2id m=64KiB,t=1 measured slower than bcrypt 8")
+	}
+	// the verdict is kept
+	if _, ok := measured.Load(hashParams([]byte(fastArgon)) + " " + hashParams(b8)); !ok {
+		t.Error("the verdict was not cached")
+	}
+}
