@@ -13,7 +13,6 @@ import (
 // backend is one conformance test's data: an issuer of its own on a shared
 // redis-server, so that each test starts empty.
 type backend struct {
-	t      *testing.T
 	addr   string
 	issuer string
 }
@@ -26,6 +25,6 @@ func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	var n atomic.Int64
 	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
-		return backend{t: t, addr: srv.Addr(), issuer: fmt.Sprintf("conformance-%d", n.Add(1))}
+		return backend{addr: srv.Addr(), issuer: fmt.Sprintf("conformance-%d", n.Add(1))}
 	})
 }
