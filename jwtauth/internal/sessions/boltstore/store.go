@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,7 +145,7 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("session store %s: corrupt file: %v", path, r)
+			db, err = nil, fmt.Errorf("session store %s: corrupt or truncated file: %v", path, r)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -189,16 +190,33 @@ func validate(db *bolt.DB, path string) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("session store %s: corrupt file: %v", path, r)
+			err = fmt.Errorf("session store %s: corrupt or truncated file: %v", path, r)
 		}
 	}()
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("session store %s: %w", path, err)
 	}
+	// bbolt opened, so one meta page at least is valid. The other may be
+	// torn (a power loss during its write, before that transaction was
+	// acknowledged): bbolt uses the valid one, but its check refuses the
+	// torn page. The next commit rewrites it, since meta pages alternate.
+	if ok, err := metaPagesIntact(path, db.Info().PageSize); err != nil {
+		return fmt.Errorf("session store %s: %w", path, err)
+	} else if !ok {
+		if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+			return fmt.Errorf("%w: session store %s: rewriting a torn meta page: %w", sessions.ErrUnavailable, path, err)
+		}
+	}
 	err = db.View(func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return fmt.Errorf("file is truncated: %d bytes, its pages need %d", fi.Size(), tx.Size())
+		}
+		// Read every page here first, where a fault on a damaged page
+		// is a panic recovered above (bbolt's check runs in a goroutine
+		// of its own).
+		if err := checkBuckets(tx); err != nil {
+			return err
 		}
 		// Drain every report: the check reads the mapping until its
 		// channel closes.
@@ -211,20 +229,22 @@ func validate(db *bolt.DB, path string) (err error) {
 		if len(bad) > 0 {
 			return fmt.Errorf("corrupt file: %w", errors.Join(bad...))
 		}
-		err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			switch string(name) {
-			case string(bucketMeta), string(bucketSessions), string(bucketHashes), string(bucketLogins):
-				return nil
-			}
-			return fmt.Errorf("not a session store: unexpected bucket %q", name)
-		})
-		if err != nil || tx.Bucket(bucketSessions) == nil {
-			return err
-		}
-		return checkRecords(buckets(tx))
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("session store %s: %w", path, err)
+	}
+	// An existing store opens without a write, so that it opens on a full
+	// disk too.
+	var ready bool
+	_ = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		ready = meta != nil && bytes.Equal(meta.Get(keyVersion), []byte{formatVersion}) &&
+			tx.Bucket(bucketSessions) != nil && tx.Bucket(bucketHashes) != nil && tx.Bucket(bucketLogins) != nil
+		return nil
+	})
+	if ready {
+		return nil
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -367,6 +387,48 @@ func (s *Store) run(fn func(*bolt.Tx) error) (err error) {
 		}
 	}()
 	return s.db.Update(fn)
+}
+
+// metaPagesIntact reports whether the headers of both meta pages say so
+// (page id 0 and 1, the meta flag): bbolt's page header is the page id
+// (uint64), the flags (uint16), a count (uint16) and an overflow (uint32),
+// in the machine's byte order.
+func metaPagesIntact(path string, pageSize int) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	const metaFlag = 0x04
+	h := make([]byte, 16)
+	for id := range 2 {
+		if _, err := f.ReadAt(h, int64(id*pageSize)); err != nil {
+			return false, err
+		}
+		if binary.NativeEndian.Uint64(h) != uint64(id) || binary.NativeEndian.Uint16(h[8:]) != metaFlag {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// checkBuckets checks that tx holds only the store's buckets, and the
+// records.
+func checkBuckets(tx *bolt.Tx) error {
+	err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		switch string(name) {
+		case string(bucketMeta), string(bucketSessions), string(bucketHashes), string(bucketLogins):
+			return nil
+		}
+		return fmt.Errorf("not a session store: unexpected bucket %q", name)
+	})
+	if err != nil || tx.Bucket(bucketSessions) == nil {
+		return err
+	}
+	if err := checkRecords(buckets(tx)); err != nil {
+		return fmt.Errorf("corrupt file: %w", err)
+	}
+	return nil
 }
 
 // checkRecords checks that every record decodes and that the indexes name
