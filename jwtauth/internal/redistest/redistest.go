@@ -10,8 +10,16 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -34,6 +42,10 @@ type Server struct {
 	dir    string
 	socket string // unix socket path, "" with TCP
 	port   int    // TCP port, 0 with a unix socket
+	tls    bool   // the TCP port speaks TLS only
+	pass   string // requirepass
+	caFile string
+	roots  *x509.CertPool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -48,6 +60,19 @@ type Option func(*Server)
 // socket, for clients that cannot use one (other processes' configs, TLS).
 func TCP() Option {
 	return func(s *Server) { s.port = -1 }
+}
+
+// TLS makes the server speak TLS only, on a free loopback port, with a
+// certificate for 127.0.0.1 and localhost from a test CA (CAFile,
+// ClientTLS). Clients are not asked for certificates.
+func TLS() Option {
+	return func(s *Server) { s.port, s.tls = -1, true }
+}
+
+// Password makes the server require a password (requirepass, for the
+// default user).
+func Password(pw string) Option {
+	return func(s *Server) { s.pass = pw }
 }
 
 // Start starts a redis-server and waits until it answers PING. It is
@@ -73,6 +98,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	if s.port == 0 {
 		s.socket = filepath.Join(dir, "redis.sock")
+	}
+	if s.tls {
+		if err := s.writeCerts(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		s.Kill()
@@ -122,9 +152,17 @@ func (s *Server) start() error {
 		"--dir", s.dir, "--logfile", s.logFile(),
 		"--daemonize", "no",
 	}
-	if s.socket != "" {
+	if s.pass != "" {
+		args = append(args, "--requirepass", s.pass)
+	}
+	switch {
+	case s.socket != "":
 		args = append(args, "--port", "0", "--unixsocket", s.socket, "--unixsocketperm", "700")
-	} else {
+	case s.tls:
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+			"--tls-cert-file", filepath.Join(s.dir, "cert.pem"), "--tls-key-file", filepath.Join(s.dir, "key.pem"),
+			"--tls-ca-cert-file", s.caFile, "--tls-auth-clients", "no")
+	default:
 		args = append(args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1")
 	}
 	cmd := exec.Command(s.bin, args...)
@@ -182,10 +220,26 @@ func (s *Server) ping() error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+	if s.tls {
+		conf := s.ClientTLS()
+		conf.ServerName = "127.0.0.1"
+		c = tls.Client(c, conf)
+	}
+	cmd := "PING\r\n"
+	if s.pass != "" {
+		cmd = fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\nPING\r\n", len(s.pass), s.pass)
+	}
+	if _, err := c.Write([]byte(cmd)); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err == nil && s.pass != "" {
+		if strings.TrimSpace(line) != "+OK" {
+			return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
+		}
+		line, err = r.ReadString('\n')
+	}
 	if err != nil {
 		return err
 	}
@@ -202,6 +256,73 @@ func (s *Server) Addr() string {
 		return "unix/" + s.socket
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// CAFile is the PEM file of the CA that signed a TLS server's
+// certificate, "" without TLS.
+func (s *Server) CAFile() string { return s.caFile }
+
+// ClientTLS is a client config that trusts a TLS server's CA (nil without
+// TLS).
+func (s *Server) ClientTLS() *tls.Config {
+	if !s.tls {
+		return nil
+	}
+	return &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12}
+}
+
+// writeCerts makes a CA and a server certificate for 127.0.0.1 and
+// localhost, in s.dir.
+func (s *Server) writeCerts() error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	s.caFile = filepath.Join(s.dir, "ca.pem")
+	for name, b := range map[string]*pem.Block{
+		s.caFile:                         {Type: "CERTIFICATE", Bytes: caDER},
+		filepath.Join(s.dir, "cert.pem"): {Type: "CERTIFICATE", Bytes: leafDER},
+		filepath.Join(s.dir, "key.pem"):  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(name, pem.EncodeToMemory(b), 0o600); err != nil {
+			return err
+		}
+	}
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(caCert)
+	return nil
 }
 
 // Socket is the Unix socket path, "" for a TCP server.

@@ -8,7 +8,7 @@ func TestServerLifecycle(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		opts []Option
-	}{{"unix", nil}, {"tcp", []Option{TCP()}}} {
+	}{{"unix", nil}, {"tcp", []Option{TCP()}}, {"tls", []Option{TLS(), Password("s3cret")}}} {
 		t.Run(c.name, func(t *testing.T) {
 			s := Start(t, c.opts...)
 			if err := s.ping(); err != nil {

@@ -336,3 +336,49 @@ func TestNoRawTokens(t *testing.T) {
 		t.Fatalf("only %d token hashes found in the dump: the scan misses data", hashes)
 	}
 }
+
+// TestTLSAndAuth: the store reaches a TLS-only Redis that requires a
+// password, verifying its certificate; a wrong password, a wrong CA or no
+// TLS give ErrUnavailable, within the timeout.
+func TestTLSAndAuth(t *testing.T) {
+	srv := redistest.Start(t, redistest.TLS(), redistest.Password("s3cret"))
+	ctx := context.Background()
+	const timeout = 300 * time.Millisecond
+	good := Config{Addrs: []string{srv.Addr()}, Issuer: "tls", Password: "s3cret", TLS: srv.ClientTLS(), Timeout: timeout}
+	s, err := New(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping over TLS: %v", err)
+	}
+	sess, tok, _, err := s.Create(ctx, policy, sessions.New{Login: "alice"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Find(ctx, policy, tok, time.Now()); err != nil || got.SID != sess.SID {
+		t.Fatalf("find over TLS: %+v, %v", got, err)
+	}
+
+	wrongPass, noTLS, wrongName := good, good, good
+	wrongPass.Password = "nope"
+	noTLS.TLS = nil
+	wrongName.TLS = srv.ClientTLS()
+	wrongName.TLS.ServerName = "redis.example"
+	for name, cfg := range map[string]Config{"wrong password": wrongPass, "no TLS": noTLS, "wrong server name": wrongName} {
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = s.Ping(ctx)
+		if !errors.Is(err, sessions.ErrUnavailable) {
+			t.Errorf("%s: ping = %v, want ErrUnavailable", name, err)
+		}
+		if took := time.Since(start); took > timeout+300*time.Millisecond {
+			t.Errorf("%s: ping took %v, timeout %v", name, took, timeout)
+		}
+		_ = s.Close()
+	}
+}
