@@ -172,3 +172,71 @@ func benchOp(b *testing.B, s sessions.Store, op string) benchResult {
 	b.ReportMetric(r.opsPerSec, "ops/s")
 	return r
 }
+
+// sidRecorder hands each revoked sid to a channel.
+type sidRecorder chan string
+
+func (r sidRecorder) Revoked(v sessions.Revocation) { r <- v.SID }
+func (sidRecorder) Heard(time.Time)                 {}
+func (sidRecorder) Reset(time.Time)                 {}
+
+// BenchmarkRevocationPropagation measures the time from a revocation on
+// one node (store A) to its delivery by the feed on another (store B),
+// beside its baseline, the revocation's own round trip on A.
+func BenchmarkRevocationPropagation(b *testing.B) {
+	srv := redistest.Start(b, redistest.TCP())
+	cfg := Config{Addrs: []string{srv.Addr()}, Issuer: "propagation"}
+	a, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	nb, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nb.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(sidRecorder, 16)
+	done := make(chan struct{})
+	now := time.Now()
+	go func() {
+		defer close(done)
+		_ = nb.Follow(ctx, now, time.Second, got)
+	}()
+	var prop, rtt []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		s, _, _, err := a.Create(context.Background(), benchPolicy, sessions.New{Login: "p"}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if _, _, err := a.RevokeSID(context.Background(), s.SID, sessions.ReasonAdmin, now); err != nil {
+			b.Fatal(err)
+		}
+		rtt = append(rtt, time.Since(t0))
+		select {
+		case sid := <-got:
+			if sid != s.SID {
+				b.Fatalf("delivered %s, want %s", sid, s.SID)
+			}
+		case <-time.After(5 * time.Second):
+			b.Fatal("revocation not delivered within 5s")
+		}
+		prop = append(prop, time.Since(t0))
+	}
+	b.StopTimer()
+	cancel()
+	<-done
+	slices.Sort(prop)
+	slices.Sort(rtt)
+	p50, p99 := float64(prop[len(prop)/2])/1e3, float64(prop[len(prop)*99/100])/1e3
+	b.ReportMetric(p50, "p50-µs")
+	b.ReportMetric(p99, "p99-µs")
+	b.ReportMetric(float64(rtt[len(rtt)/2])/1e3, "revoke-p50-µs")
+	b.ReportMetric(p50/(float64(rtt[len(rtt)/2])/1e3), "p50/revoke")
+}
