@@ -19,6 +19,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/boltstore"
 )
 
 func itMode(t *testing.T, path string, want os.FileMode) {
@@ -60,7 +62,7 @@ func TestIssuerKeys(t *testing.T) {
 			if err := json.Unmarshal(metaRaw, &meta); err != nil {
 				t.Fatal(err)
 			}
-			if meta.Iss != "test" || len(meta.Audience) != 1 || meta.Audience[0] != "test" || meta.Algorithm != alg || meta.KID != e.is.signer.kid || meta.AccessTTL != "1m0s" {
+			if meta.Iss != "test" || len(meta.Audience) != 1 || meta.Audience[0] != "test" || meta.Algorithm != alg || meta.KID != e.kid() || meta.AccessTTL != "1m0s" {
 				t.Fatalf("issuer.json %+v", meta)
 			}
 
@@ -68,9 +70,9 @@ func TestIssuerKeys(t *testing.T) {
 			if !e.protected(access) {
 				t.Fatal("issuer_keys validator refused the token")
 			}
-			kid := e.is.signer.kid
+			kid := e.kid()
 			e.load(func(is *Issuer) { is.Algorithm = alg })
-			if e.is.signer.kid != kid {
+			if e.kid() != kid {
 				t.Fatal("a reload changed the key")
 			}
 
@@ -184,7 +186,8 @@ func TestIssuerStoreDirShared(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already used by issuer") {
 		t.Fatalf("error %v", err)
 	}
-	if _, err := openStore(e.dir); err == nil {
+	if s, err := boltstore.Open(filepath.Join(e.dir, sessionsDBFile), boltstore.Options{}); err == nil {
+		_ = s.Close()
 		t.Fatal("the store opened twice")
 	}
 }
