@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/boltstore"
 )

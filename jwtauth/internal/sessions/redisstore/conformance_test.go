@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/sessionstest"
 )

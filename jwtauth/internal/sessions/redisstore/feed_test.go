@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 

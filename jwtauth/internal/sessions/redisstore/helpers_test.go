@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
