@@ -14,10 +14,11 @@ import (
 const feedBatch = 512
 
 // Follow implements sessions.Feed. It reads the issuer's revocation stream
-// with XREAD BLOCK on a connection of its own, from the start of the
-// retained window (revocations made before since are skipped), blocking at
-// most interval per read so that a quiet stream still gives a Heard every
-// interval. Before each read it checks the dataset's epoch: when Redis has
+// with XREAD on a connection of its own: first, without blocking, the
+// whole retained window (revocations made before since are skipped), and
+// only then a first Heard, so that a caller trusting Heard never misses a
+// retained revocation; then XREAD BLOCK, at most interval per read, so
+// that a quiet stream still gives a Heard every interval. Before each read it checks the dataset's epoch: when Redis has
 // lost its data (the epoch key is gone or was replaced) it calls h.Reset
 // and reads the new stream from its start. While Redis does not answer it
 // retries, without calling Heard.
@@ -32,7 +33,7 @@ func (s *Store) Follow(ctx context.Context, since time.Time, interval time.Durat
 	defer stop()
 
 	s.mu.Lock()
-	f := follower{s: s, c: c, h: h, since: since, interval: interval, last: "0-0", epoch: s.epoch}
+	f := follower{s: s, c: c, h: h, since: since, interval: interval, last: "0-0", catchUp: true, epoch: s.epoch}
 	s.mu.Unlock()
 	retry := time.NewTimer(0)
 	<-retry.C
@@ -57,7 +58,11 @@ type follower struct {
 	since    time.Time
 	interval time.Duration
 	last     string // the last stream id read
-	epoch    string
+	// catchUp is set while the stream may hold more than was read (at
+	// the start, after a Reset, after a full batch): reads do not block,
+	// so that Heard comes only once everything retained was delivered.
+	catchUp bool
+	epoch   string
 }
 
 // round checks the epoch, then reads what the stream holds after f.last,
@@ -70,7 +75,7 @@ func (f *follower) round(ctx context.Context) error {
 		return err
 	}
 	if f.epoch != "" && e != f.epoch {
-		f.last = "0-0"
+		f.last, f.catchUp = "0-0", true
 		f.h.Reset(time.Now())
 	}
 	f.epoch = e
@@ -78,21 +83,28 @@ func (f *follower) round(ctx context.Context) error {
 	f.s.epoch = e
 	f.s.mu.Unlock()
 
-	rctx, cancel := context.WithTimeout(ctx, f.interval+f.s.timeout)
+	block, wait := f.interval, f.interval+f.s.timeout
+	if f.catchUp {
+		block, wait = -1, f.s.timeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	res, err := f.c.XRead(rctx, &redis.XReadArgs{
 		Streams: []string{f.s.base + ":rev", f.last},
 		Count:   feedBatch,
-		Block:   f.interval,
+		Block:   block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
+		f.catchUp = false
 		f.h.Heard(time.Now())
 		return nil
 	}
 	if err != nil {
 		return unavailable(err)
 	}
+	read := 0
 	for _, st := range res {
+		read += len(st.Messages)
 		for _, m := range st.Messages {
 			f.last = m.ID
 			r, ok := parseEntry(m.Values)
@@ -101,7 +113,10 @@ func (f *follower) round(ctx context.Context) error {
 			}
 		}
 	}
-	f.h.Heard(time.Now())
+	f.catchUp = read >= feedBatch
+	if !f.catchUp {
+		f.h.Heard(time.Now())
+	}
 	return nil
 }
 

@@ -225,3 +225,31 @@ func TestFeedReset(t *testing.T) {
 		t.Fatalf("%d resets for one restart", len(r.resets))
 	}
 }
+
+// TestFeedHeardAfterWindow: the first Heard comes at once (the catch-up
+// reads do not block for the interval) and only after the whole retained
+// window, several batches long, was delivered: a caller that trusts Heard
+// never misses a retained revocation.
+func TestFeedHeardAfterWindow(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv, Config{})
+	ctx := context.Background()
+	now := time.Now()
+	const n = 2*feedBatch + 10
+	for range n {
+		s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := follow(t, open(t, srv, Config{}), now.Add(-time.Minute), time.Hour)
+	r.wait(t, 10*time.Second, "first Heard", func(r *recorder) bool { return len(r.heard) > 0 })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.revsAtHeard[0] != n || len(r.revs) != n {
+		t.Fatalf("first Heard after %d of %d retained revocations (%d in all)", r.revsAtHeard[0], n, len(r.revs))
+	}
+}

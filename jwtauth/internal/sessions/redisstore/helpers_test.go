@@ -55,6 +55,8 @@ type recorder struct {
 	revs   []sessions.Revocation
 	heard  []time.Time
 	resets []time.Time
+	// revsAtHeard is len(revs) at each Heard.
+	revsAtHeard []int
 	ev     chan string
 }
 
@@ -70,6 +72,7 @@ func (r *recorder) Revoked(v sessions.Revocation) {
 func (r *recorder) Heard(at time.Time) {
 	r.mu.Lock()
 	r.heard = append(r.heard, at)
+	r.revsAtHeard = append(r.revsAtHeard, len(r.revs))
 	r.mu.Unlock()
 	r.signal("heard")
 }
