@@ -57,7 +57,7 @@ type recorder struct {
 	resets []time.Time
 	// revsAtHeard is len(revs) at each Heard.
 	revsAtHeard []int
-	ev     chan string
+	ev          chan string
 }
 
 func newRecorder() *recorder { return &recorder{ev: make(chan string, 4096)} }
