@@ -141,6 +141,15 @@ func TestIssuerConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.json")
 	itWriteUsers(t, users, itDefaultUsers...)
+	keyFile := filepath.Join(dir, "ed25519.pem")
+	edKey, err := generateSigningKey("EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := encodeSigningKey(edKey)
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	reserved := filepath.Join(dir, "reserved.json")
 	itWriteUsers(t, reserved, itUser{login: "x", password: "x", userID: "1", claims: `{"Sub":"admin"}`})
 	for _, tc := range []struct {
@@ -160,6 +169,12 @@ func TestIssuerConfigErrors(t *testing.T) {
 		{Issuer{UsersFile: users, RefreshCookie: &RefreshCookie{Name: "__Host-rt", Path: "/api"}}, "__Host-"},
 		{Issuer{UsersFile: users, LoginLimit: &LoginLimit{Max: -1}}, "login_limit"},
 		{Issuer{UsersFile: users, KeyFile: filepath.Join(dir, "nokey.pem")}, "key_file"},
+		{Issuer{UsersFile: users, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"127.0.0.1:6379"}}}}, "store redis requires key_file"},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"localhost"}}}}, `address "localhost": expected HOST:PORT or unix/PATH`},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"a:1"}, Password: "{env.JWTAUTH_TEST_UNSET}"}}}, "store redis: "},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"a:1"}, TLS: &RedisTLS{CAFile: filepath.Join(dir, "none.pem")}}}}, "tls ca_file"},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{}}, "store: no backend"},
+		{Issuer{UsersFile: users, RevocationMaxStaleness: caddy.Duration(time.Second)}, "revocation_max_staleness needs revoke_access_tokens"},
 	} {
 		is := tc.is
 		is.StoreDir = filepath.Join(t.TempDir(), "store")
