@@ -485,7 +485,7 @@ func TestE2ECluster(t *testing.T) {
 		var acked, bAfterKill atomic.Int64
 		var killed atomic.Bool
 		var wg sync.WaitGroup
-		errs := make(chan error, len(chains))
+		errs := make(chan error, len(chains)+1)
 		for i := range chains {
 			wg.Go(func() {
 				for k := 0; ctx.Err() == nil; k++ {
@@ -510,6 +510,27 @@ func TestE2ECluster(t *testing.T) {
 				}
 			})
 		}
+		// Logins on A: every one A acknowledged must hold on B.
+		var loginMu sync.Mutex
+		var ackedLogins []string
+		wg.Go(func() {
+			for k := 0; ctx.Err() == nil; k++ {
+				r := a.do("POST", "/api/authenticate", `{"login":"`+logins[k%len(logins)]+`","password":"`+logins[k%len(logins)]+`-pw"}`)
+				if r.err != nil {
+					if killed.Load() {
+						return
+					}
+					continue
+				}
+				if r.status != 200 {
+					errs <- fmt.Errorf("login on A: %d %s", r.status, r.body)
+					return
+				}
+				loginMu.Lock()
+				ackedLogins = append(ackedLogins, r.str("refreshToken"))
+				loginMu.Unlock()
+			}
+		})
 		ce2ePoll(t, "load under way", 10*time.Second, func() bool { return acked.Load() > 200 })
 		a.kill()
 		killed.Store(true)
@@ -528,7 +549,13 @@ func TestE2ECluster(t *testing.T) {
 			r := b.rotate("/api", c.rt, c.access).expect(t, fmt.Sprintf("worker %d's acknowledged token on B", i), 200)
 			b.refresh("/api", r.str("refreshToken")).expect(t, fmt.Sprintf("worker %d's successor on B", i), 200)
 		}
-		t.Logf("%d rotations acknowledged before the kill, %d by B after it", n, bAfterKill.Load())
+		if len(ackedLogins) == 0 {
+			t.Fatal("no login acknowledged by A")
+		}
+		for i, rt := range ackedLogins {
+			b.refresh("/api", rt).expect(t, fmt.Sprintf("login %d acknowledged by A, on B", i), 200)
+		}
+		t.Logf("%d rotations acknowledged before the kill, %d by B after it, %d logins by A", n, bAfterKill.Load(), len(ackedLogins))
 		a = ce2eStart(t, top, bin, dir, "A2", srv.Addr())
 		a.ready(t)
 	})
