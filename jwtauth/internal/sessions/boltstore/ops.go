@@ -302,6 +302,10 @@ func (s *Store) Rotate(ctx context.Context, p sessions.Policy, tok, sid string, 
 			return x.end(&res, fsid, &r, sessions.ReasonReuse, now)
 		case fsid != sid:
 			res.err = sessions.ErrMismatch
+		case m == matchGrace && len(r.Sealed) == 0:
+			// A Sweep under a shorter grace dropped the successor: the
+			// retry cannot be answered, but it is no reuse either.
+			res.err = sessions.ErrUnknown
 		case m == matchGrace:
 			// A retry: the successor the rotation made.
 			succ, err := sessions.OpenSuccessor(tok, r.Sealed, fsid)

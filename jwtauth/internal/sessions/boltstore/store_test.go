@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -489,6 +490,16 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A retry under a longer grace finds no successor: refused, but not
+	// taken for reuse.
+	long := policy
+	long.Grace = 2 * time.Hour
+	if _, next, revs, err := s.Rotate(bg, long, toks[1], sids[1], later); !errors.Is(err, sessions.ErrUnknown) || next != "" || len(revs) != 0 {
+		t.Fatalf("retry after its successor was swept = %q, %v, %v", next, revs, err)
+	}
+	if _, ok, _ := s.Get(bg, policy, sids[1], later); !ok {
+		t.Fatal("the family ended")
+	}
 }
 
 // TestGroupCommit checks that concurrent writes share transactions.
@@ -626,12 +637,27 @@ func fill(t testing.TB, s *Store, n int, fp string, now time.Time) (sids, toks [
 			t.Fatal(err)
 		}
 	}
+	// Each bucket is written in key order: bbolt splits nodes only at
+	// commit, and inserting at random into one huge node costs O(n) each.
+	type kv struct{ k, v []byte }
+	var sess, hashes, logins []kv
+	for i := range n {
+		r := record{Created: now.UnixNano(), LastUsed: now.UnixNano(), Cur: sessions.HashToken(toks[i]), Login: fmt.Sprintf("fill%07d", i), FP: fp}
+		sess = append(sess, kv{[]byte(sids[i]), r.encode()})
+		hashes = append(hashes, kv{slices.Clone(r.Cur[:]), []byte(sids[i])})
+		logins = append(logins, kv{loginKey(r.Login, sids[i]), nil})
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		x := buckets(tx)
-		for i := range n {
-			r := record{Created: now.UnixNano(), LastUsed: now.UnixNano(), Cur: sessions.HashToken(toks[i]), Login: fmt.Sprintf("fill%07d", i), FP: fp}
-			if err := x.insert(sids[i], &r); err != nil {
-				return err
+		for _, b := range []struct {
+			name []byte
+			kvs  []kv
+		}{{bucketSessions, sess}, {bucketHashes, hashes}, {bucketLogins, logins}} {
+			slices.SortFunc(b.kvs, func(x, y kv) int { return bytes.Compare(x.k, y.k) })
+			bk := tx.Bucket(b.name)
+			for _, e := range b.kvs {
+				if err := bk.Put(e.k, e.v); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
