@@ -76,6 +76,12 @@ type itEnv struct {
 	is    *Issuer
 	h     *IssuerHandler
 	auth  *Handler
+	// auditLog, if set, receives the issuer's audit log from the next
+	// load on (revocations at start included).
+	auditLog *zap.Logger
+	// realTime runs the next loads on the real clock (Redis expires keys
+	// on it).
+	realTime bool
 }
 
 func newItEnv(t *testing.T, mutate func(*Issuer)) *itEnv {
@@ -106,12 +112,18 @@ func (e *itEnv) load(mutate func(*Issuer)) *App {
 	}
 	a := &App{Issuers: map[string]*Issuer{"test": is}, Validators: map[string]*Validator{"api": v}}
 	a.now = e.clock.Now
+	if e.realTime {
+		a.now = time.Now
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(func() { _ = a.Stop(); _ = a.Cleanup(); cancel() })
 	if err := a.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	is.audit = zap.NewNop() // tests that look at logs observe them
+	if e.auditLog != nil {
+		is.audit = e.auditLog
+	}
 	if err := a.Start(); err != nil {
 		t.Fatalf("start: %v", err)
 	}
