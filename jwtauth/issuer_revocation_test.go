@@ -237,3 +237,49 @@ func TestUseRefusesChangedUser(t *testing.T) {
 		t.Fatalf("the stale session was not revoked: %v", err)
 	}
 }
+
+// TestIssuerAdminMethods: the methods the admin API calls list, count and
+// end sessions, each revocation through ended (the deny-list and the audit
+// log).
+func TestIssuerAdminMethods(t *testing.T) {
+	e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
+	core, logs := observer.New(zapcore.InfoLevel)
+	e.is.audit = zap.New(core)
+	ctx := context.Background()
+	a1, _ := e.login("alice", "alice-password")
+	a2, rt2 := e.login("alice", "alice-password")
+	b1, bobRT := e.login("bob", "bob-password")
+	if n, err := e.is.countSessions(ctx); err != nil || n != 3 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+	list, err := e.is.listSessions(ctx, "alice")
+	if err != nil || len(list) != 2 || list[0].SID != e.sidOf(a1) || list[1].SID != e.sidOf(a2) {
+		t.Fatalf("alice's sessions: %+v, %v", list, err)
+	}
+	if found, err := e.is.revokeSID(ctx, e.sidOf(a1), sessions.ReasonAdmin); err != nil || !found {
+		t.Fatalf("revokeSID: %v, %v", found, err)
+	}
+	if found, err := e.is.revokeSID(ctx, "no-such-sid", sessions.ReasonAdmin); err != nil || found {
+		t.Fatalf("revokeSID of nothing: %v, %v", found, err)
+	}
+	if e.protected(a1) || !e.protected(a2) {
+		t.Fatal("revokeSID did not reach the validator, or reached too far")
+	}
+	if n, err := e.is.revokeLogin(ctx, "alice", sessions.ReasonAdmin); err != nil || n != 1 {
+		t.Fatalf("revokeLogin: %d, %v", n, err)
+	}
+	e.refresh(rt2).expect(t, 401, "invalid_grant")
+	if e.protected(a2) || !e.protected(b1) {
+		t.Fatal("revokeLogin did not reach the validator, or reached too far")
+	}
+	e.refresh(bobRT).expect(t, 200, "")
+	admin := logs.FilterField(zap.String("reason", string(sessions.ReasonAdmin)))
+	if admin.Len() != 2 {
+		t.Fatalf("%d admin revocations logged, want 2: %v", admin.Len(), logs.All())
+	}
+	for _, entry := range admin.All() {
+		if m := entry.ContextMap(); m["login"] != "alice" || m["sid"] == "" {
+			t.Fatalf("audit line %v", m)
+		}
+	}
+}
