@@ -46,6 +46,8 @@ type Server struct {
 	pass   string // requirepass
 	caFile string
 	roots  *x509.CertPool
+	// sentinel: the master name and address this Sentinel monitors.
+	sentinelName, sentinelMaster string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -67,6 +69,13 @@ func TCP() Option {
 // ClientTLS). Clients are not asked for certificates.
 func TLS() Option {
 	return func(s *Server) { s.port, s.tls = -1, true }
+}
+
+// Sentinel makes the process a Redis Sentinel (redis-server --sentinel) on
+// a free loopback port, monitoring the master at addr (host:port) under
+// name.
+func Sentinel(name, addr string) Option {
+	return func(s *Server) { s.port, s.sentinelName, s.sentinelMaster = -1, name, addr }
 }
 
 // Password makes the server require a password (requirepass, for the
@@ -151,6 +160,19 @@ func (s *Server) start() error {
 		"--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--logfile", s.logFile(),
 		"--daemonize", "no",
+	}
+	if s.sentinelName != "" {
+		// Sentinel rewrites its config file, so each start gets a fresh
+		// one.
+		host, port, err := net.SplitHostPort(s.sentinelMaster)
+		if err != nil {
+			return err
+		}
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(conf, fmt.Appendf(nil, "sentinel monitor %s %s %s 1\n", s.sentinelName, host, port), 0o600); err != nil {
+			return err
+		}
+		args = []string{conf, "--sentinel", "--dir", s.dir, "--logfile", s.logFile(), "--daemonize", "no"}
 	}
 	if s.pass != "" {
 		args = append(args, "--requirepass", s.pass)

@@ -43,3 +43,11 @@ func TestServerLifecycle(t *testing.T) {
 		})
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	m := Start(t, TCP())
+	s := Start(t, Sentinel("mymaster", m.Addr()))
+	if err := s.ping(); err != nil {
+		t.Fatalf("sentinel: %v", err)
+	}
+}

@@ -382,3 +382,37 @@ func TestTLSAndAuth(t *testing.T) {
 		_ = s.Close()
 	}
 }
+
+// TestSentinel: with Sentinel set, Addrs are sentinels, and the store
+// works on the master they name; an unknown master name is ErrUnavailable.
+func TestSentinel(t *testing.T) {
+	master := redistest.Start(t, redistest.TCP())
+	sentinel := redistest.Start(t, redistest.Sentinel("mymaster", master.Addr()))
+	ctx := context.Background()
+	s, err := New(Config{Addrs: []string{sentinel.Addr()}, Sentinel: "mymaster", Issuer: "sentinel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping through the sentinel: %v", err)
+	}
+	sess, tok, _, err := s.Create(ctx, policy, sessions.New{Login: "alice"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Find(ctx, policy, tok, time.Now()); err != nil || got.SID != sess.SID {
+		t.Fatalf("find through the sentinel: %+v, %v", got, err)
+	}
+	if n, err := raw(t, master).Exists(ctx, s.Base()+":s:"+sess.SID).Result(); err != nil || n != 1 {
+		t.Fatalf("the session is not on the master: %d, %v", n, err)
+	}
+	bad, err := New(Config{Addrs: []string{sentinel.Addr()}, Sentinel: "nosuchmaster", Issuer: "sentinel", Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.Ping(ctx); !errors.Is(err, sessions.ErrUnavailable) {
+		t.Fatalf("ping of an unknown master = %v, want ErrUnavailable", err)
+	}
+}
