@@ -36,6 +36,10 @@
 //	             with MINID to Policy.Retain
 //	B:epoch      string: set once per Redis dataset; when it is gone,
 //	             Redis lost its data
+//	B:lim:KIND:HASH
+//	             hash: a login limiter window (Limiter), KIND p for an
+//	             (IP, login) pair, i for an IP, l for a login; HASH the
+//	             SHA-256 of the IP and login, never them in clear
 //
 // Sessions and token hashes expire through PEXPIREAT: no sweeper is
 // needed. Refresh tokens are never stored, only their SHA-256 hashes.
