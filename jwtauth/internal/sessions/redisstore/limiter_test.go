@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,6 +56,16 @@ func TestLimiterShared(t *testing.T) {
 	}
 	if d, err := b.Before(ctx, "192.0.2.1", "alice", now.Add(time.Second)); err != nil || d.OK || d.RetryAfter != cfg.Per-time.Second {
 		t.Fatalf("before on B after A's failures = %+v, %v; want refused for %v", d, err, cfg.Per-time.Second)
+	}
+	// The keys hold hashes of the IP and login, under the issuer's tag.
+	keys := allKeys(t, raw(t, srv))
+	if len(keys) != 3 {
+		t.Fatalf("%d limiter keys, want 3 (pair, ip, login)", len(keys))
+	}
+	for k, v := range keys {
+		if !strings.HasPrefix(k, "{jwtauth:shared}:lim:") || strings.Contains(k+string(v), "alice") || strings.Contains(k+string(v), "192.0.2.1") {
+			t.Fatalf("limiter key %q (%q) is not a hash under the issuer's tag", k, v)
+		}
 	}
 	srv.Pause()
 	defer srv.Resume()
