@@ -611,3 +611,34 @@ func TestIssuerSessionsPerLoginBounded(t *testing.T) {
 		t.Fatalf("bound revocations logged: %v", bound.All())
 	}
 }
+
+// TestIssuerProvisionBesideRunning: provisioning a config over the store
+// of a running one, as `caddy validate` does, succeeds without its lock,
+// checks the existing signing key, and changes no file.
+func TestIssuerProvisionBesideRunning(t *testing.T) {
+	e := newItEnv(t, nil)
+	_, rt := e.login("alice", "alice-password")
+	before := e.storeFiles()
+	a := &App{Issuers: map[string]*Issuer{"test": {UsersFile: e.users, StoreDir: e.dir}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("provision beside the running config: %v", err)
+	}
+	if a.Issuers["test"].signer == nil || a.Issuers["test"].signer.kid != e.kid() {
+		t.Fatal("provision did not read the existing signing key")
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	after := e.storeFiles()
+	if len(after) != len(before) {
+		t.Fatalf("files before %d, after %d", len(before), len(after))
+	}
+	for p, b := range before {
+		if string(after[p]) != string(b) {
+			t.Fatalf("%s changed", p)
+		}
+	}
+	e.refresh(rt).expect(t, 200, "") // the running config is undisturbed
+}
