@@ -247,6 +247,7 @@ func TestIssuerAdminMethods(t *testing.T) {
 	e.is.audit = zap.New(core)
 	ctx := context.Background()
 	a1, _ := e.login("alice", "alice-password")
+	e.clock.Add(time.Second) // oldest first: distinct creation times
 	a2, rt2 := e.login("alice", "alice-password")
 	b1, bobRT := e.login("bob", "bob-password")
 	if n, err := e.is.countSessions(ctx); err != nil || n != 3 {
