@@ -219,8 +219,8 @@ func (c *tokenCache) refusedH(h uint64, tok string, gen uint64) error {
 // forward: a malformed token, a wrong iss or aud, a missing claim, an
 // expired token (expiry only gets truer), a bad signature. A token that is
 // not valid yet (nbf, iat), one that is unverifiable (an unknown kid, whose
-// key a refresh may bring, or an alg or typ outside the allow-list) and a
-// revoked session are not
+// key a refresh may bring, or an alg or typ outside the allow-list), a
+// revoked session and an unavailable revocation list are not
 // remembered; nor is a bad signature against a local issuer, whose keys
 // carry no generation.
 func (c *tokenCache) rememberRefusalH(h uint64, tok string, gen uint64, err error, localIssuer bool) {
@@ -229,7 +229,7 @@ func (c *tokenCache) rememberRefusalH(h uint64, tok string, gen uint64, err erro
 		return
 	}
 	switch ae.err {
-	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked:
+	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked, ErrRevocationUnavailable:
 		return
 	case ErrTokenSignature:
 		if localIssuer {

@@ -3,7 +3,9 @@ package jwtauth
 import (
 	"errors"
 	"io/fs"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,18 +37,10 @@ func (b *burstLog) allow(now time.Time) (bool, int) {
 	return true, n
 }
 
-// sessionFailure maps a session operation's error to its answer, as
-// sessionError does, and logs a store that cannot write at Error, once per
-// burst, with the file and the OS error (never a token: store errors name
-// paths and operations only).
-func (h *IssuerHandler) sessionFailure(err error) *endpointError {
-	e := sessionError(err)
-	if e == errStoreDown {
-		h.issuer.logStoreFailure(err)
-	}
-	return e
-}
-
+// logStoreFailure logs a failure of the session store at Error, once when
+// a burst starts and then at most once per storeErrorLogInterval, with the
+// store (the bbolt file and the OS error, or Redis), never a token: store
+// errors name paths and operations only.
 func (is *Issuer) logStoreFailure(err error) {
 	if is.storeErrs == nil {
 		return
@@ -55,10 +49,21 @@ func (is *Issuer) logStoreFailure(err error) {
 	if !ok {
 		return
 	}
-	fields := []zap.Field{zap.String("store_dir", is.storeDir), zap.Error(err), zap.Int("suppressed", suppressed)}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		fields = append(fields, zap.String("file", pe.Path), zap.String("os_error", pe.Err.Error()))
+	fields := []zap.Field{zap.Error(err), zap.Int("suppressed", suppressed)}
+	if is.redis == nil {
+		fields = append(fields, zap.String("store_dir", is.storeDir))
+		var pe *fs.PathError
+		var errno syscall.Errno
+		switch {
+		case errors.As(err, &pe):
+			fields = append(fields, zap.String("file", pe.Path), zap.String("os_error", pe.Err.Error()))
+		case errors.As(err, &errno):
+			fields = append(fields, zap.String("file", filepath.Join(is.storeDir, sessionsDBFile)), zap.String("os_error", errno.Error()))
+		default:
+			fields = append(fields, zap.String("file", filepath.Join(is.storeDir, sessionsDBFile)))
+		}
+	} else {
+		fields = append(fields, zap.String("store", "redis"))
 	}
-	is.logger.Error("the session store cannot write: logins, refreshes and logouts answer 503", fields...)
+	is.logger.Error("the session store is unavailable: logins, refreshes and logouts answer 503", fields...)
 }

@@ -113,9 +113,8 @@ func TestIssuerStoreFailureLogged(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.is.logger = zap.New(core)
 	_, rt := e.login("alice", "alice-password")
-	st := e.is.state.store
-	st.setFault(faultOn("write", "journal", syscall.ENOSPC, 1000))
-	defer st.setFault(nil)
+	st := e.failStore()
+	st.fail.Store(true)
 
 	login := `{"login":"bob","password":"bob-password"}`
 	for range 3 {
@@ -128,8 +127,8 @@ func TestIssuerStoreFailureLogged(t *testing.T) {
 		t.Fatalf("%d Error entries for one burst, want 1: %v", len(errs), errs)
 	}
 	f := errs[0].ContextMap()
-	if file, _ := f["file"].(string); !strings.HasPrefix(file, e.dir) || !strings.Contains(file, "journal") {
-		t.Fatalf("file %q, want the journal under %s", f["file"], e.dir)
+	if file, _ := f["file"].(string); file != filepath.Join(e.dir, sessionsDBFile) {
+		t.Fatalf("file %q, want the session store under %s", f["file"], e.dir)
 	}
 	if f["os_error"] != syscall.ENOSPC.Error() {
 		t.Fatalf("os_error %v", f["os_error"])

@@ -48,6 +48,15 @@ func (is *Issuer) loadLimiter() error {
 	return nil
 }
 
+// loginLimiter returns the login limiter of run: the one its store shares
+// between nodes, else this process's own.
+func (is *Issuer) loginLimiter(run *issuerRun) limiter.Limiter {
+	if run.limiter != nil {
+		return run.limiter
+	}
+	return is.limiter
+}
+
 // releaseLimiter gives the limiter back to limiterPool.
 func (is *Issuer) releaseLimiter() {
 	if is.limiterKey != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -100,14 +101,17 @@ type Validator struct {
 	remote    *remoteKeys
 	remoteKey string // usage pool key
 	issuer    localIssuer
-	leeway    time.Duration
-	tracked   []string // claims whose duplicates or case-variants are refused
-	now       func() time.Time
-	logger    *zap.Logger
-	cookieKey []byte
-	cache     *tokenCache
-	counters  resultCounters
-	retry     *retryPolicy // tests: the remote set's retry schedule
+	// unavailable answers a token whose revocation the issuer cannot
+	// check now (503).
+	unavailable *authError
+	leeway      time.Duration
+	tracked     []string // claims whose duplicates or case-variants are refused
+	now         func() time.Time
+	logger      *zap.Logger
+	cookieKey   *lateKey
+	cache       *tokenCache
+	counters    resultCounters
+	retry       *retryPolicy // tests: the remote set's retry schedule
 
 	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
 	warnedCookieHTTP atomic.Int64
@@ -168,12 +172,21 @@ type ClaimRequirement struct {
 // localIssuer is what a validator bound with issuer_keys needs from a local
 // jwt_issuer.
 type localIssuer interface {
+	// verificationKeys returns the issuer's keys; nil until the issuer
+	// has a signing key (it may be generated at start).
 	verificationKeys() *keySet
+	// signingAlgs is the algorithm the issuer signs with.
+	signingAlgs() algSet
 	issuerClaim() string
 	issuedAudiences() []string
-	// revoked reports whether the session sid has been revoked; it is
-	// false for every sid when revoke_access_tokens is off.
-	revoked(sid string) bool
+	// revoked tells whether the access tokens of session sid issued at
+	// iat (Unix seconds, 0 if absent) are refused at now: revoked (401),
+	// unknown (503: the issuer cannot tell yet or now) or not. It is
+	// notRevoked for every sid when revoke_access_tokens is off, and
+	// never allocates.
+	revoked(sid string, iat int64, now time.Time) revocationState
+	// revocationRetry is the Retry-After of a revocationUnknown answer.
+	revocationRetry() time.Duration
 }
 
 // registeredClaims are always guarded against duplicates and case variants;
@@ -283,18 +296,18 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 			return fmt.Errorf("issuer_keys: %w", err)
 		}
 		v.issuer = iss
+		v.unavailable = revocationUnavailable(v.IssuerKeys, iss.revocationRetry())
 		if len(v.Issuers) == 0 {
 			v.Issuers = []string{iss.issuerClaim()}
 		}
 		if len(v.Audiences) == 0 {
 			v.Audiences = iss.issuedAudiences()
 		}
-		for _, k := range iss.verificationKeys().all {
-			if configured != 0 && k.algs&configured == 0 {
-				return fmt.Errorf("issuer_keys %q signs with %s, which the configured algorithms exclude", v.IssuerKeys, strings.Join(k.algs.names(), ", "))
-			}
-			v.allowed |= k.algs
+		algs := iss.signingAlgs()
+		if configured != 0 && algs&configured == 0 {
+			return fmt.Errorf("issuer_keys %q signs with %s, which the configured algorithms exclude", v.IssuerKeys, strings.Join(algs.names(), ", "))
 		}
+		v.allowed |= algs
 	}
 
 	if v.JWKSURL != nil {
@@ -408,6 +421,7 @@ type identity struct {
 	payloadB64 string     // the token's payload segment
 	payload    jsonObject // its decoded JSON
 	exp        time.Time
+	iat        int64 // Unix seconds; 0 without iat
 	userID     string
 	partnerID  string
 	sid        string
@@ -460,8 +474,12 @@ func (v *Validator) verifyCtx(ctx context.Context, tok string) (_ *identity, err
 	if v.cache != nil {
 		th = v.cache.hash(tok)
 		if id := v.cache.getH(th, tok); id != nil {
-			if err := v.stillValid(id, now); err == nil {
+			err := v.stillValid(id, now)
+			if err == nil {
 				return id, nil
+			}
+			if v.issuer != nil && err == error(v.unavailable) {
+				return nil, err // still cached for when the issuer can tell again
 			}
 			v.cache.removeH(th, tok)
 		}
@@ -527,7 +545,7 @@ func (v *Validator) verifyCtx(ctx context.Context, tok string) (_ *identity, err
 		return nil, err
 	}
 	id.key, id.gen = key, gen
-	if err := v.checkIdentity(id); err != nil {
+	if err := v.checkIdentity(id, now); err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
@@ -694,6 +712,7 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 			return err
 		}
 		issued := numericDate(f)
+		id.iat = issued.Unix()
 		if now.Add(v.leeway).Before(issued) {
 			return invalidToken(reasonInvalid, ErrTokenUsedBeforeIAT, "token used before issued")
 		}
@@ -808,7 +827,7 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
 
 // checkIdentity resolves user and partner ids and the revocation list.
-func (v *Validator) checkIdentity(id *identity) error {
+func (v *Validator) checkIdentity(id *identity, now time.Time) error {
 	if v.UserID.Static != "" {
 		id.userID = v.UserID.Static
 	} else {
@@ -830,8 +849,33 @@ func (v *Validator) checkIdentity(id *identity) error {
 			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no "+v.PartnerID.Claim+" claim")
 		}
 	}
-	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
-		return invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+	if v.issuer != nil && id.sid != "" {
+		return v.checkRevoked(id, now)
+	}
+	return nil
+}
+
+// errRevoked and the unavailable answer are built once: the hot path
+// refuses without allocating.
+var errRevoked = invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+
+// revocationUnavailable is the answer to a token whose revocation issuer
+// cannot check now: 503 with Retry-After, never 401, never a pass.
+func revocationUnavailable(issuer string, retry time.Duration) *authError {
+	return &authError{
+		status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: reasonUnavailable,
+		desc: "the revocation list of issuer " + issuer + " is not available; retry later",
+		err:  ErrRevocationUnavailable, retryAfter: retry,
+	}
+}
+
+// checkRevoked asks the bound issuer about the token's session.
+func (v *Validator) checkRevoked(id *identity, now time.Time) error {
+	switch v.issuer.revoked(id.sid, id.iat, now) {
+	case sessionRevoked:
+		return errRevoked
+	case revocationUnknown:
+		return v.unavailable
 	}
 	return nil
 }
@@ -871,8 +915,8 @@ func (v *Validator) stillValid(id *identity, now time.Time) error {
 			return ErrTokenUnverifiable
 		}
 	}
-	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
-		return ErrRevoked
+	if v.issuer != nil && id.sid != "" {
+		return v.checkRevoked(id, now)
 	}
 	return nil
 }
