@@ -39,6 +39,7 @@ type App struct {
 	logger    *zap.Logger
 	now       func() time.Time
 	cookieKey []byte
+	metrics   appMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -56,7 +57,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := a.provisionMetrics(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
@@ -123,15 +124,17 @@ func (a *App) loadCookieKey() error {
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: it starts the users-file watchers and the
+// per-request metrics.
+func (a *App) Start() error { return a.startOps() }
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error { a.stopOps(); return nil }
 
 // Cleanup releases shared state (remote key sets, issuer stores) held for
 // this config; the usage pools keep what the next config still uses.
 func (a *App) Cleanup() error {
+	a.stopOps()
 	var errs []error
 	for _, v := range a.Validators {
 		if v != nil {

@@ -243,7 +243,7 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 		cookie := false
 		var id *identity
 		if err == nil {
-			id, err = v.verify(ex.token)
+			id, err = v.verifyTimed(ex.token)
 		} else if errors.Is(err, ErrTokenMissing) && v.Cookie != nil {
 			if c, cerr := r.Cookie(v.Cookie.Name); cerr == nil && c.Value != "" {
 				id, err = v.verifyCookie(c.Value)

@@ -79,7 +79,7 @@ func BenchmarkIssuerRotate(b *testing.B) {
 			u := &issuerUser{login: "rotating", userID: "3", fp: "fp"}
 			now := testNow
 			p := &sessionPolicy{refreshTTL: 1000 * time.Hour, idle: 1000 * time.Hour,
-				users: map[string]*issuerUser{"rotating": u}, now: func() time.Time { return now }}
+				user: func(string) *issuerUser { return u }, now: func() time.Time { return now }}
 			s, tok, err := st.create(u, now)
 			if err != nil {
 				b.Fatal(err)

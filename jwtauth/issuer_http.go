@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // maxIssuerBody caps the body of an issuer endpoint request.
@@ -453,24 +451,24 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	st := is.state
 	addr, lk := clientAddr(r), loginKey(login)
 	if wait, ok := st.limiter.attempt(addr, lk, is.limitMax, is.limitPer, is.now()); !ok {
-		if c := h.logger.Check(zapcore.DebugLevel, "login refused: too many failures"); c != nil {
-			c.Write(zap.String("client", addr))
-		}
+		is.countLogin(resultRateLimited)
+		is.auditRateLimited(r, login, wait)
 		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: wait})
 		return nil
 	}
-	u := is.checkPassword(login, password)
+	u, result := is.checkPassword(login, password)
 	if u == nil {
-		if c := h.logger.Check(zapcore.DebugLevel, "login failed"); c != nil {
-			c.Write(zap.String("client", addr))
-		}
+		is.countLogin(result)
+		is.auditLoginFailed(r, login, result)
 		rq.fail(w, errBadCredentials)
 		return nil
 	}
 	st.limiter.succeeded(addr, lk)
 	now := is.now()
-	s, rt, err := st.create(u, now)
+	s, rt, err := is.createSession(u, now)
 	if err != nil {
+		is.countLogin(resultError)
+		is.countStoreError("create")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil
@@ -480,8 +478,11 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	end := is.policy.end(s)
 	at, exp, err := is.mintAccess(u, s.rec.SID, now, end)
 	if err != nil {
+		is.countLogin(resultError)
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	is.countLogin(resultOK)
+	is.auditLoginOK(r, u, s.rec.SID)
 	h.setRefreshCookie(w, rt, end, now)
 	res := authenticateResult{
 		Token: at, AccessToken: at, TokenType: "Bearer",
@@ -493,9 +494,6 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	}
 	if !isBrowserRequest(r) {
 		res.RefreshToken = rt
-	}
-	if c := h.logger.Check(zapcore.DebugLevel, "login"); c != nil {
-		c.Write(zap.String("login", u.login), zap.String("sid", s.rec.SID), zap.String("client", addr))
 	}
 	return rq.reply(w, res)
 }
@@ -512,19 +510,22 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 	is := h.issuer
 	tok, e := h.refreshTokenOfUser(r, rq)
 	if e != nil {
+		is.countRefresh(errRefreshUnknown)
 		rq.fail(w, e)
 		return nil
 	}
 	now := is.now()
 	s, err := is.state.use(tok, is.policy, now)
+	is.countRefresh(err)
 	if err != nil {
+		is.noteSessionError(err, "use")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	u := is.users[s.rec.Login]
+	u := is.user(s.rec.Login)
 	if u == nil { // the policy refuses such sessions; never mint for them
 		rq.fail(w, sessionError(errSessionEnded))
 		return nil
@@ -546,6 +547,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	is := h.issuer
 	tok, e := h.refreshTokenOfUser(r, rq)
 	if e != nil {
+		is.countRotation(errRefreshUnknown)
 		rq.fail(w, e)
 		return nil
 	}
@@ -553,12 +555,15 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	if validRefreshTokenSyntax(tok) {
 		if s, m := is.state.find(hashRefreshToken(tok), is.now()); m == matchReused {
 			is.state.reused(s)
+			is.countRotation(errRefreshReused)
+			is.noteSessionError(errRefreshReused, "rotate")
 			rq.fail(w, sessionError(errRefreshReused))
 			return nil
 		}
 	}
 	ex, err := extractToken(r, is.self.Sources)
 	if err != nil {
+		is.countRotation(errSessionMismatch)
 		if errors.Is(err, ErrConflictingTokens) {
 			rq.fail(w, badRequest("the request carries different access tokens"))
 		} else {
@@ -568,12 +573,15 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	}
 	id, err := is.self.verify(ex.token)
 	if err != nil || id.sid == "" {
+		is.countRotation(errSessionMismatch)
 		rq.fail(w, &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "the access token is invalid or expired", session: true})
 		return nil
 	}
 	now := is.now()
 	s, newTok, err := is.state.rotate(tok, id.sid, is.policy, now)
+	is.countRotation(err)
 	if err != nil {
+		is.noteSessionError(err, "rotate")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil
@@ -601,7 +609,8 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 		rq.fail(w, e)
 		return nil
 	}
-	if _, err := is.state.revoke(tok, is.now()); err != nil {
+	if _, err := is.logout(tok); err != nil {
+		is.countStoreError("revoke")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil

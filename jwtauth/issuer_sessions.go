@@ -143,7 +143,7 @@ func validRefreshTokenSyntax(tok string) bool {
 type sessionPolicy struct {
 	refreshTTL time.Duration
 	idle       time.Duration
-	users      map[string]*issuerUser
+	user       func(login string) *issuerUser
 	now        func() time.Time
 }
 
@@ -157,7 +157,7 @@ func (p *sessionPolicy) dead(s *session, now time.Time) bool {
 	if n >= s.rec.Created+int64(p.refreshTTL) || n >= s.lastUsed.Load()+int64(p.idle) {
 		return true
 	}
-	u := p.users[s.rec.Login]
+	u := p.user(s.rec.Login)
 	return u == nil || u.disabled || u.fp != s.rec.FP
 }
 

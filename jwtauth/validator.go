@@ -104,6 +104,8 @@ type Validator struct {
 	cookieKey []byte
 	cache     *tokenCache
 	counters  resultCounters
+	internal  bool // the issuer's own verifier: no metrics
+	validatorMetrics
 }
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
@@ -364,7 +366,7 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 	if size > 0 {
 		v.cache = newTokenCache(size)
 	}
-	v.counters = newResultCounters(name)
+	v.provisionMetrics(name)
 	return nil
 }
 
