@@ -56,6 +56,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if a.now == nil {
 		a.now = time.Now
+		a.metrics.wallClock = true
 	}
 	if err := a.provisionMetrics(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)

@@ -51,9 +51,9 @@ type Issuer struct {
 	// It is read at every config load and, while Caddy runs, checked every
 	// users_reload_interval; a user whose hash, user_id, claims or
 	// disabled flag changed, or who was removed, loses every session as
-	// soon as the change is applied. Claims may not use a registered name (iss, sub,
-	// aud, exp, nbf, iat, jti, sid, user_id, login) in any letter case.
-	// Supports {env.*} placeholders. Required.
+	// soon as the change is applied. Claims may not use a registered name
+	// (iss, sub, aud, exp, nbf, iat, jti, sid, user_id, login) in any
+	// letter case. Supports {env.*} placeholders. Required.
 	UsersFile string `json:"users_file,omitempty"`
 
 	// Directory of the session store, the generated signing key

@@ -468,7 +468,7 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	s, rt, err := is.createSession(u, now)
 	if err != nil {
 		is.countLogin(resultError)
-		is.countStoreError("create")
+		is.noteSessionError(err, "create")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil
@@ -610,7 +610,7 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 		return nil
 	}
 	if _, err := is.logout(tok); err != nil {
-		is.countStoreError("revoke")
+		is.noteSessionError(err, "revoke")
 		if e := sessionError(err); e != nil {
 			rq.fail(w, e)
 			return nil

@@ -109,12 +109,15 @@ func register(reg *prometheus.Registry, cs ...prometheus.Collector) error {
 type appMetrics struct {
 	ctx caddy.Context
 	reg *prometheus.Registry
+	// wallClock: the app's clock is time.Now, so a verification's start
+	// time can serve as its clock reading too
+	wallClock bool
 }
 
 // provisionMetrics registers the metrics that are always exported, and the
 // sessions gauge of this config's issuers.
 func (a *App) provisionMetrics(ctx caddy.Context) error {
-	a.metrics = appMetrics{ctx: ctx, reg: ctx.GetMetricsRegistry()}
+	a.metrics.ctx, a.metrics.reg = ctx, ctx.GetMetricsRegistry()
 	if err := registerMetrics(a.metrics.reg); err != nil {
 		return err
 	}
@@ -214,26 +217,33 @@ func (rc *resultCounters) count(reason string) {
 type validatorMetrics struct {
 	verifyObs prometheus.Observer
 	timed     atomic.Bool
+	wallClock bool // v.now is time.Now
 }
 
 // provisionMetrics resolves the validator's series. The issuer's own
 // verifier (internal) has none: it serves no request of jwt_auth.
-func (v *Validator) provisionMetrics(name string) {
+func (v *Validator) provisionMetrics(name string, app *App) {
 	if v.internal {
 		return
 	}
+	v.wallClock = app != nil && app.metrics.wallClock
 	v.counters = newResultCounters(name)
 	v.verifyObs = verifyDuration.WithLabelValues(name)
 }
 
 // verifyTimed is verify, observed in verify_duration_seconds when that
-// series is exported.
-func (v *Validator) verifyTimed(tok string) (*identity, error) {
+// series is exported. With the wall clock, the start time is also the
+// verification's clock reading, so timing adds a single clock read.
+func (v *Validator) verifyTimed(tok string) (id *identity, err error) {
 	if !v.timed.Load() {
 		return v.verify(tok)
 	}
 	start := time.Now()
-	id, err := v.verify(tok)
+	if v.wallClock {
+		id, err = v.verifyAt(tok, start)
+	} else {
+		id, err = v.verify(tok)
+	}
 	v.verifyObs.Observe(time.Since(start).Seconds())
 	return id, err
 }

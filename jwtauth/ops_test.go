@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -619,5 +620,39 @@ func TestVerifyDurationObserved(t *testing.T) {
 	htServe(t, h, htBearer("x.y"), nil)
 	if got := count(); got != 2 {
 		t.Fatalf("%d observations, want 2", got)
+	}
+}
+
+// TestStoreErrorMetrics makes the store fail writes: each failed operation
+// is counted in store_errors_total by operation, and as unavailable or
+// error in the operation's own counter.
+func TestStoreErrorMetrics(t *testing.T) {
+	e := newItEnv(t, nil)
+	access, rt := e.login("alice", "alice-password")
+	c := func(op string) float64 { return counterValue(t, storeErrors.WithLabelValues("test", op)) }
+	createBefore, rotateBefore, revokeBefore := c("create"), c("rotate"), c("revoke")
+	loginErr := counterValue(t, loginsTotal.WithLabelValues("test", resultError))
+	rotUnavail := counterValue(t, rotationsTotal.WithLabelValues("test", resultUnavailable))
+	st := e.is.state.store
+	st.fault = func(op, path string) error {
+		if op == "write" {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	defer func() { st.fault = nil }()
+	e.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 503, "temporarily_unavailable")
+	e.rotate(rt, access).expect(t, 503, "temporarily_unavailable")
+	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	for op, before := range map[string]float64{"create": createBefore, "rotate": rotateBefore, "revoke": revokeBefore} {
+		if got := c(op) - before; got != 1 {
+			t.Errorf("store_errors_total{op=%q}: +%v, want +1", op, got)
+		}
+	}
+	if got := counterValue(t, loginsTotal.WithLabelValues("test", resultError)) - loginErr; got != 1 {
+		t.Errorf("logins error: +%v", got)
+	}
+	if got := counterValue(t, rotationsTotal.WithLabelValues("test", resultUnavailable)) - rotUnavail; got != 1 {
+		t.Errorf("rotations unavailable: +%v", got)
 	}
 }

@@ -366,7 +366,7 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 	if size > 0 {
 		v.cache = newTokenCache(size)
 	}
-	v.provisionMetrics(name)
+	v.provisionMetrics(name, app)
 	return nil
 }
 
@@ -423,11 +423,13 @@ var jwsChars = func() (t [256]bool) {
 // consults the token for anything but the kid and an alg that must already be
 // allowed: cheap structural and claim checks run first, so an expired or
 // foreign token never costs a key lookup, a JWKS fetch or a signature check.
-func (v *Validator) verify(tok string) (_ *identity, err error) {
+func (v *Validator) verify(tok string) (*identity, error) { return v.verifyAt(tok, v.now()) }
+
+// verifyAt is verify at the time now.
+func (v *Validator) verifyAt(tok string, now time.Time) (_ *identity, err error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
-	now := v.now()
 	var th uint64 // the token's cache hash, computed once
 	if v.cache != nil {
 		th = v.cache.hash(tok)
