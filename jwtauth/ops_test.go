@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -654,5 +655,41 @@ func TestStoreErrorMetrics(t *testing.T) {
 	}
 	if got := counterValue(t, rotationsTotal.WithLabelValues("test", resultUnavailable)) - rotUnavail; got != 1 {
 		t.Errorf("rotations unavailable: +%v", got)
+	}
+}
+
+// TestUsersReloadConcurrent swaps the users table while logins and
+// refreshes run, for the race detector: requests read one whole table.
+func TestUsersReloadConcurrent(t *testing.T) {
+	e := newItEnv(t, nil)
+	_, rt := e.login("alice", "alice-password")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if u, _ := e.is.checkPassword("alice", "alice-password"); u == nil {
+				t.Error("alice refused during a reload that keeps her")
+				return
+			}
+			e.is.checkPassword("bob", "x")
+			_ = e.is.user("bob")
+		}
+	}()
+	for i := range 10 {
+		users := []itUser{itDefaultUsers[0], {login: "bob", password: "bob-password", userID: strconv.Itoa(100 + i)}}
+		itWriteUsers(t, e.users, users...)
+		e.is.checkUsers()
+	}
+	close(stop)
+	<-done
+	e.refresh(rt).expect(t, 200, "")
+	if u := e.is.user("bob"); u == nil || u.userID != "109" {
+		t.Fatalf("bob after the reloads: %+v", u)
 	}
 }
