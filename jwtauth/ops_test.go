@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
@@ -691,5 +692,26 @@ func TestUsersReloadConcurrent(t *testing.T) {
 	e.refresh(rt).expect(t, 200, "")
 	if u := e.is.user("bob"); u == nil || u.userID != "109" {
 		t.Fatalf("bob after the reloads: %+v", u)
+	}
+}
+
+// TestBoundRevocationRecorded logs a user in beyond the per-login bound:
+// the oldest session's end is counted and logged with reason bound.
+func TestBoundRevocationRecorded(t *testing.T) {
+	e := newItEnv(t, nil)
+	logs := e.observeAll()
+	before := counterValue(t, revocationsTotal.WithLabelValues("test", string(sessions.ReasonBound)))
+	a0, _ := e.login("bob", "bob-password")
+	sid0 := e.sidOf(a0)
+	for range maxSessionsPerLogin {
+		e.clock.Add(time.Second)
+		e.login("bob", "bob-password")
+	}
+	if got := counterValue(t, revocationsTotal.WithLabelValues("test", string(sessions.ReasonBound))) - before; got != 1 {
+		t.Fatalf("bound revocations +%v, want +1", got)
+	}
+	got := entries(logs, auditRevoked)
+	if len(got) != 1 || fields(got[0])["reason"] != "bound" || fields(got[0])["sid"] != sid0 || fields(got[0])["login"] != "bob" {
+		t.Fatalf("revocation lines %+v", got)
 	}
 }
