@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -399,4 +400,121 @@ http://localhost:9100 {
 	jwt_auth api nope
 }
 `, "caddyfile", `jwt_auth: no validator named \"nope\" in the jwtauth app`)
+}
+
+// The Bearer scheme without a token is a credential that fails, on a public
+// route too: 401 invalid_token, never the anonymous path. Another scheme is
+// no credential for jwt_auth.
+func TestE2EEmptyBearerOnPublicRoute(t *testing.T) {
+	tc := e2eLoad(t, e2eConfig)
+	c := tc.Client
+	for _, val := range []string{"Bearer", "Bearer ", "bearer \t "} {
+		res, body := e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", val)
+		if got := res.Header.Get("WWW-Authenticate"); got != `Bearer realm="restricted", error="invalid_token", error_description="empty token"` {
+			t.Fatalf("%q: WWW-Authenticate %q (body %q)", val, got, body)
+		}
+	}
+	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Basic dXNlcjpwYXNz")
+	if e2eField(t, body, "user") != "" {
+		t.Fatalf("backend saw %q", body)
+	}
+}
+
+// Two identity cookies of one name are ambiguous: 400 invalid_request,
+// whichever comes first.
+func TestE2EDuplicateIdentityCookie(t *testing.T) {
+	tc := e2eLoad(t, e2eConfig)
+	login := func(sub string) string {
+		res, _ := e2eExpect(t, caddytest.NewTester(t).Client, http.StatusOK, "GET", "/", "Authorization", "Bearer "+e2eToken(t, sub))
+		for _, c := range res.Cookies() {
+			if c.Name == "__Host-jwtauth" {
+				return c.Value
+			}
+		}
+		t.Fatalf("no identity cookie for %s", sub)
+		return ""
+	}
+	alice, bob := login("alice"), login("bob")
+	for _, cookie := range []string{
+		"__Host-jwtauth=" + alice + "; __Host-jwtauth=" + bob,
+		"__Host-jwtauth=" + bob + "; __Host-jwtauth=" + alice,
+	} {
+		res, _ := e2eExpect(t, tc.Client, http.StatusBadRequest, "GET", "/", "Cookie", cookie)
+		if got := res.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
+			t.Fatalf("WWW-Authenticate %q", got)
+		}
+	}
+	_, body := e2eExpect(t, tc.Client, http.StatusOK, "GET", "/", "Cookie", "__Host-jwtauth="+alice)
+	if e2eField(t, body, "user") != "alice" {
+		t.Fatalf("backend saw %q", body)
+	}
+}
+
+// A from_header source named with '_' is warned about at load, with the line
+// to add, for the server that would drop it, and only for that one; with
+// the line, the header authenticates.
+func TestE2EUnderscoreHeaderSource(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	tc := e2eLoad(t, `{
+	admin localhost:2999
+	http_port 9100
+	https_port 9101
+	grace_period 1ns
+	skip_install_trust
+	log {
+		output file `+logFile+`
+		format json
+		level WARN
+	}
+	servers :9103 {
+		expected_underscore_headers access_token
+	}
+	jwtauth {
+		validator api {
+			issuer https://id.e2e.test
+			audience web
+			secret `+e2eSecret+`
+			from_header access_token
+		}
+	}
+}
+
+http://localhost:9103 {
+	jwt_auth api
+	respond "user={http.auth.user.id}"
+}
+
+http://localhost:9104 {
+	jwt_auth api
+	respond "user={http.auth.user.id}"
+}
+`)
+	raw, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warns []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if msg, _ := e["msg"].(string); strings.Contains(msg, "from_header access_token") {
+			warns = append(warns, e)
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings about access_token; log:\n%s", len(warns), raw)
+	}
+	w := warns[0]
+	if w["level"] != "warn" || w["add"] != "expected_underscore_headers access_token" || w["validator"] != "api" || fmt.Sprint(w["listen"]) != "[:9104]" {
+		t.Fatalf("warning %v", w)
+	}
+
+	tok := e2eToken(t, "alice")
+	_, body := e2eExpect(t, tc.Client, http.StatusOK, "GET", "http://localhost:9103/", "access_token", tok)
+	if body != "user=alice" {
+		t.Fatalf("body %q", body)
+	}
+	e2eExpect(t, tc.Client, http.StatusUnauthorized, "GET", "http://localhost:9104/", "access_token", tok)
 }

@@ -134,6 +134,8 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = durationArg(d, &r.RefreshInterval)
 				case "unknown_kid_interval":
 					err = durationArg(d, &r.UnknownKIDInterval)
+				case "unknown_kid_wait":
+					err = durationArg(d, &r.UnknownKIDWait)
 				case "timeout":
 					err = durationArg(d, &r.Timeout)
 				case "max_stale":

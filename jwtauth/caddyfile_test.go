@@ -52,6 +52,7 @@ func TestUnmarshalApp(t *testing.T) {
 		jwks_url https://a/jwks {
 			refresh_interval 2h
 			unknown_kid_interval 1m
+			unknown_kid_wait 500ms
 			timeout 3s
 			max_stale 2d
 			max_bytes 1024
@@ -96,7 +97,7 @@ func TestUnmarshalApp(t *testing.T) {
 				PublicKeyFiles: []PublicKeyFile{{Path: "/k.pem", KID: "kid1"}, {Path: "/k2.pem"}},
 				JWKSURL: &RemoteJWKS{
 					URL: "https://a/jwks", RefreshInterval: caddy.Duration(2 * time.Hour), UnknownKIDInterval: caddy.Duration(time.Minute),
-					Timeout: caddy.Duration(3 * time.Second), MaxStale: caddy.Duration(48 * time.Hour), MaxBytes: 1024,
+					UnknownKIDWait: caddy.Duration(500 * time.Millisecond), Timeout: caddy.Duration(3 * time.Second), MaxStale: caddy.Duration(48 * time.Hour), MaxBytes: 1024,
 				},
 				Leeway:      &zero,
 				MaxLifetime: caddy.Duration(time.Hour),

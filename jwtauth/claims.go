@@ -195,42 +195,6 @@ func decodeNumber(raw []byte) (float64, bool) {
 	return f, err == nil
 }
 
-// eachString calls fn for a string value, or for every string element of an
-// array value. Non-string elements are skipped. It reports whether raw was a
-// string or an array.
-func eachString(raw []byte, fn func(string) bool) bool {
-	if len(raw) == 0 {
-		return false
-	}
-	switch raw[0] {
-	case '"':
-		s, ok := decodeString(raw)
-		if ok {
-			fn(s)
-		}
-		return ok
-	case '[':
-		i := skipSpace(raw, 1)
-		for i < len(raw) && raw[i] != ']' {
-			e, err := skipValue(raw, i)
-			if err != nil {
-				return false
-			}
-			if raw[i] == '"' {
-				if s, ok := decodeString(raw[i:e]); ok && !fn(s) {
-					return true
-				}
-			}
-			i = skipSpace(raw, e)
-			if i < len(raw) && raw[i] == ',' {
-				i = skipSpace(raw, i+1)
-			}
-		}
-		return true
-	}
-	return false
-}
-
 // claimString renders a raw claim value as a placeholder or header value:
 // strings unquoted, numbers and booleans verbatim, arrays and objects as
 // compact JSON.
@@ -282,6 +246,31 @@ func claimHas(raw []byte, spaceDelimited bool, want []string) bool {
 		}
 	}
 	return false
+}
+
+// stringOrStrings reports whether raw is a JSON string or an array whose
+// elements are all strings (RFC 7519 §4.1.3 for aud).
+func stringOrStrings(raw []byte) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	if raw[0] != '[' {
+		return raw[0] == '"'
+	}
+	for i := skipSpace(raw, 1); i < len(raw) && raw[i] != ']'; {
+		if raw[i] != '"' {
+			return false
+		}
+		e, err := skipString(raw, i)
+		if err != nil {
+			return false
+		}
+		i = skipSpace(raw, e)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 // CookieConfig is the OCA auth_jwt cookie mode, made safe: the cookie carries
@@ -124,9 +126,15 @@ func cookieMAC(key []byte, validator, payloadB64, expiry string) []byte {
 	return m.Sum(nil)
 }
 
-// maxCookieValue keeps the whole Set-Cookie line under the 4096 bytes every
-// browser accepts.
-const maxCookieValue = 3800
+// maxCookieLine is the largest identity cookie set: its name, value and
+// attributes as one Set-Cookie line. RFC 6265 §6.1 asks browsers to keep
+// at least 4096 bytes per cookie, and larger ones are dropped without a
+// word, which would send the browser back to its login again and again.
+const maxCookieLine = 4096
+
+// cookieWarnEvery rate-limits the warnings about identity cookies that
+// cannot work, per validator.
+const cookieWarnEvery = time.Hour
 
 // The identity cookie's value is PAYLOAD.EXPIRY.MAC: the token's payload
 // segment, the cookie's own expiry in Unix seconds (the token's exp, or
@@ -135,8 +143,8 @@ const maxCookieValue = 3800
 // browser would keep it.
 
 // identityCookie builds the cookie for a header-authenticated identity, or
-// nil when it would not fit, the token is about to expire or no cookie key
-// is loaded.
+// nil when the token is about to expire or no cookie key is loaded. Whether
+// it fits in a browser is checked by the caller, on the Set-Cookie line.
 func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	c := v.Cookie
 	if len(v.cookieKey) < 32 {
@@ -153,9 +161,6 @@ func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	expires := now.Add(time.Duration(secs) * time.Second)
 	expiry := strconv.FormatInt(expires.Unix(), 10)
 	value := id.payloadB64 + "." + expiry + "." + b64.EncodeToString(cookieMAC(v.cookieKey, v.name, id.payloadB64, expiry))
-	if len(value) > maxCookieValue {
-		return nil
-	}
 	return &http.Cookie{
 		Name:     c.Name,
 		Value:    value,
@@ -168,10 +173,23 @@ func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	}
 }
 
+// warnCookie logs a cookie problem at Warn, at most once per
+// cookieWarnEvery for each kind (last) of problem.
+func (v *Validator) warnCookie(last *atomic.Int64, msg string, fields ...zap.Field) {
+	now := v.now().UnixNano()
+	prev := last.Load()
+	if prev != 0 && now-prev < int64(cookieWarnEvery) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	if c := v.logger.Check(zap.WarnLevel, msg); c != nil {
+		c.Write(append(fields, zap.String("validator", v.name))...)
+	}
+}
+
 // openCookie checks a cookie value's MAC and returns its payload segment and
 // expiry.
 func (v *Validator) openCookie(value string) (payloadB64 string, expires time.Time, ok bool) {
-	if len(v.cookieKey) < 32 || len(value) > maxCookieValue {
+	if len(v.cookieKey) < 32 || len(value) > maxCookieLine {
 		return "", time.Time{}, false
 	}
 	d2 := strings.LastIndexByte(value, '.')

@@ -3,6 +3,7 @@ package jwtauth
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // ctCookie returns the identity cookie a response set, or nil.
@@ -509,4 +514,122 @@ func TestCookieKeyPersisted(t *testing.T) {
 	}
 	h3 := start() // a new key: old cookies are void
 	htRequire(t, htServe(t, h3, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
+}
+
+// Two identity cookies of one name (one may have been tossed in from a
+// sibling subdomain) are ambiguous: 400 invalid_request, whichever comes
+// first, as for from_cookie sources. Two copies of one value are not.
+func TestCookieDuplicateIdentityCookie(t *testing.T) {
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	alice := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	bob := ctLogin(t, h, hs256(t, htClaims("bob", nil)))
+	for _, order := range [][]*http.Cookie{{alice, bob}, {bob, alice}} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+		r.Header.Set("Cookie", order[0].Name+"="+order[0].Value+"; "+order[1].Name+"="+order[1].Value)
+		res := htServe(t, h, r, nil)
+		htRequire(t, res, http.StatusBadRequest, "malformed")
+		if got := res.w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
+			t.Fatalf("WWW-Authenticate %q", got)
+		}
+	}
+	// in two Cookie headers
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+	r.Header["Cookie"] = []string{alice.Name + "=" + alice.Value, bob.Name + "=" + bob.Value}
+	htRequire(t, htServe(t, h, r, nil), http.StatusBadRequest, "malformed")
+
+	r = httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
+	r.Header.Set("Cookie", alice.Name+"="+alice.Value+"; "+alice.Name+"="+alice.Value)
+	res := htServe(t, h, r, nil)
+	htPass(t, res)
+	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
+		t.Fatalf("user %q", id)
+	}
+}
+
+// ctObserve routes the validator's log into an observer.
+func ctObserve(t *testing.T, v *Validator) *observer.ObservedLogs {
+	core, logs := observer.New(zapcore.WarnLevel)
+	old := v.logger
+	v.logger = zap.New(core)
+	t.Cleanup(func() { v.logger = old })
+	return logs
+}
+
+// An identity cookie whose Set-Cookie line (name, value, attributes) is
+// over the 4096 bytes browsers keep is not set, and that is logged at Warn
+// with its size: once per validator per hour, not on every login.
+func TestCookieTooLargeWarned(t *testing.T) {
+	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
+	v := h.validators[0]
+	logs := ctObserve(t, v)
+	big := hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000)}))
+	for i := 0; i < 3; i++ {
+		res := htServe(t, h, htBearer(big), nil)
+		htPass(t, res)
+		if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
+			t.Fatalf("oversized cookie set: %d bytes", len(got[0]))
+		}
+	}
+	warns := logs.FilterMessageSnippet("identity cookie").All()
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings for 3 oversized cookies: %v", len(warns), logs.All())
+	}
+	f := warns[0].ContextMap()
+	if size, _ := f["size"].(int64); f["validator"] != "web" || size <= 4096 || f["limit"] != int64(4096) {
+		t.Fatalf("fields %v", f)
+	}
+	if strings.Contains(fmt.Sprint(f), big) || strings.Contains(fmt.Sprint(f), strings.Repeat("x", 100)) {
+		t.Fatal("the token or its claims were logged")
+	}
+	clock.Add(61 * time.Minute)
+	htPass(t, htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000), "exp": clock.Now().Add(time.Hour).Unix()}))), nil))
+	if n := logs.FilterMessageSnippet("identity cookie").Len(); n != 2 {
+		t.Fatalf("%d warnings an hour later, want 2", n)
+	}
+	// a cookie that fits is set as before
+	ctLogin(t, h, hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 2000), "exp": clock.Now().Add(time.Hour).Unix()})))
+}
+
+// A Secure identity cookie set in answer to a plain-HTTP request will never
+// come back from the browser: Warn once. Not for an insecure cookie, nor
+// behind a trusted proxy that says the client used https.
+func TestCookieSecureOverPlainHTTPWarned(t *testing.T) {
+	plain := func(tok string, vars map[string]any, hdr ...string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+		if vars != nil {
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+		}
+		return r
+	}
+	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
+	logs := ctObserve(t, h.validators[0])
+	tok := hs256(t, htClaims("alice", nil))
+	trusted := map[string]any{caddyhttp.TrustedProxyVarKey: true}
+	htPass(t, htServe(t, h, htBearer(tok), nil))
+	htPass(t, htServe(t, h, plain(tok, trusted, "X-Forwarded-Proto", "https"), nil))
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("warnings for https requests: %v", logs.All())
+	}
+	for i := 0; i < 3; i++ {
+		res := htServe(t, h, plain(tok, nil, "X-Forwarded-Proto", "https"), nil) // untrusted: ignored
+		htPass(t, res)
+		if len(res.w.Header().Values("Set-Cookie")) != 1 {
+			t.Fatal("cookie not set on plain HTTP")
+		}
+	}
+	warns := logs.FilterMessageSnippet("plain-HTTP").All()
+	if len(warns) != 1 || warns[0].ContextMap()["validator"] != "web" || logs.Len() != 1 {
+		t.Fatalf("warnings %v", logs.All())
+	}
+
+	hi, _ := ctSetup(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
+	logs = ctObserve(t, hi.validators[0])
+	htPass(t, htServe(t, hi, plain(tok, nil), nil))
+	if logs.Len() != 0 {
+		t.Fatalf("warning for an insecure cookie: %v", logs.All())
+	}
 }

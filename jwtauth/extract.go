@@ -47,21 +47,34 @@ func (s *TokenSource) validate() error {
 	return nil
 }
 
-// fromHeaderValue returns the token in one header value, or "" when the value
-// is not for this source (another scheme, or a scheme where none is expected).
-func (s *TokenSource) fromHeaderValue(val string) string {
+// fromHeaderValue returns the token in one header value and whether the
+// value is for this source at all. A value with another scheme, or with a
+// scheme where none is expected, is not (ours is false): it is some other
+// kind of credential. A value with the configured scheme and nothing after
+// it, or a bare source's blank value, is ours with an empty token: a failed
+// credential, not an absent one.
+func (s *TokenSource) fromHeaderValue(val string) (tok string, ours bool) {
 	val = strings.TrimSpace(val)
 	if s.Prefix == "" {
 		if strings.ContainsAny(val, " \t") {
-			return ""
+			return "", false
 		}
-		return val
+		return val, true
+	}
+	if len(val) == len(s.Prefix) && strings.EqualFold(val, s.Prefix) {
+		return "", true
 	}
 	if len(val) <= len(s.Prefix) || !strings.EqualFold(val[:len(s.Prefix)], s.Prefix) || (val[len(s.Prefix)] != ' ' && val[len(s.Prefix)] != '\t') {
-		return ""
+		return "", false
 	}
-	return strings.TrimSpace(val[len(s.Prefix)+1:])
+	return strings.TrimSpace(val[len(s.Prefix)+1:]), true
 }
+
+// errEmptyToken refuses a header that has the configured scheme (or, for a
+// bare source, is present) but carries no token. It is a token that fails
+// (RFC 6750 §3.1 invalid_token), so a public route never takes it for an
+// anonymous request.
+var errEmptyToken = invalidToken(reasonMalformed, ErrTokenMalformed, "empty token")
 
 // extracted is a token and the source it came from.
 type extracted struct {
@@ -73,9 +86,10 @@ type extracted struct {
 // extractToken finds the request's token. All header sources are read: two
 // different tokens, or one header repeated with different tokens, make the
 // request ambiguous, and it is refused rather than guessed at (RFC 6750 §3.1
-// invalid_request). Cookie and query sources are read, in order, only when
-// no header carries a token; a cookie or query parameter repeated with
-// different values is refused the same way.
+// invalid_request). A header with the configured scheme but no token is
+// refused as an empty token. Cookie and query sources are read, in order,
+// only when no header carries a token; a cookie or query parameter repeated
+// with different values is refused the same way.
 func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 	var found extracted
 	for i := range sources {
@@ -84,9 +98,12 @@ func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 			continue
 		}
 		for _, val := range r.Header[s.canonical] {
-			tok := s.fromHeaderValue(val)
-			if tok == "" {
+			tok, ours := s.fromHeaderValue(val)
+			if !ours {
 				continue
+			}
+			if tok == "" {
+				return extracted{}, errEmptyToken
 			}
 			if found.token != "" && found.token != tok {
 				return extracted{}, ErrConflictingTokens
@@ -169,7 +186,7 @@ func (e extracted) strip(r *http.Request) {
 				continue
 			}
 			for _, val := range r.Header[s.canonical] {
-				if s.fromHeaderValue(val) == e.token {
+				if tok, _ := s.fromHeaderValue(val); tok == e.token {
 					r.Header.Del(s.canonical)
 					break
 				}

@@ -99,7 +99,69 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt_auth: %w", err)
 	}
-	return h.setup(appIface.(*App), ctx.Logger())
+	if err := h.setup(appIface.(*App), ctx.Logger()); err != nil {
+		return err
+	}
+	// the HTTP server provisions its routes with itself in the context
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil {
+		h.checkHeaderSources(srv)
+	}
+	return nil
+}
+
+// checkHeaderSources warns about from_header sources the server will never
+// let through: Caddy drops request headers whose name holds '_' or '.'
+// unless the server lists them in expected_underscore_headers or
+// expected_dot_headers, and a token sent in them would be silently ignored.
+// The warning gives the line to add. Each validator warns once per server
+// and header.
+func (h *Handler) checkHeaderSources(srv *caddyhttp.Server) {
+	for _, v := range h.validators {
+		for _, s := range v.Sources {
+			if s.From != "header" {
+				continue
+			}
+			under, dot := strings.ContainsRune(s.Name, '_'), strings.ContainsRune(s.Name, '.')
+			var kept bool
+			switch {
+			case under && dot:
+				kept = headerAllowlisted(srv.ExpectedUnderscoreHeaders, s.canonical, true) || headerAllowlisted(srv.ExpectedDotHeaders, s.canonical, true)
+			case under:
+				kept = headerAllowlisted(srv.ExpectedUnderscoreHeaders, s.canonical, false)
+			case dot:
+				kept = headerAllowlisted(srv.ExpectedDotHeaders, s.canonical, false)
+			default:
+				continue
+			}
+			if kept || !v.firstHeaderWarning(srv, s.canonical) {
+				continue
+			}
+			option, list := "expected_underscore_headers", srv.ExpectedUnderscoreHeaders
+			if !under {
+				option, list = "expected_dot_headers", srv.ExpectedDotHeaders
+			}
+			line := strings.Join(append(append([]string{option}, list...), s.Name), " ")
+			h.logger.Warn("from_header "+s.Name+": Caddy drops request headers whose name contains '_' or '.' unless the server expects them, so a token sent in it is never seen; add this line to the servers block of the global options (JSON: apps.http.servers.NAME."+option+")",
+				zap.String("validator", v.name), zap.String("header", s.Name), zap.Strings("listen", srv.Listen), zap.String("add", line))
+		}
+	}
+}
+
+// headerAllowlisted reports whether a server whose allow-list is entries
+// keeps the request header canonical, matching as caddyhttp.Server does:
+// case-insensitively, a trailing '*' as a prefix glob, and only exact
+// entries for a name with both '_' and '.' (exactOnly).
+func headerAllowlisted(entries []string, canonical string, exactOnly bool) bool {
+	for _, e := range entries {
+		if p, glob := strings.CutSuffix(e, "*"); glob {
+			if !exactOnly && strings.HasPrefix(canonical, http.CanonicalHeaderKey(p)) {
+				return true
+			}
+		} else if http.CanonicalHeaderKey(e) == canonical {
+			return true
+		}
+	}
+	return false
 }
 
 // setup binds the handler to the app's validators and derives its runtime
@@ -243,10 +305,14 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 		cookie := false
 		var id *identity
 		if err == nil {
-			id, err = v.verifyTimed(ex.token)
+			id, err = v.verifyTimed(r.Context(), ex.token)
 		} else if errors.Is(err, ErrTokenMissing) && v.Cookie != nil {
-			if c, cerr := r.Cookie(v.Cookie.Name); cerr == nil && c.Value != "" {
-				id, err = v.verifyCookie(c.Value)
+			// two identity cookies of one name are refused, as
+			// from_cookie sources refuse theirs
+			if val, cerr := onlyCookie(r, v.Cookie.Name); cerr != nil {
+				err = cerr
+			} else if val != "" {
+				id, err = v.verifyCookie(val)
 				cookie = true
 			}
 		}
@@ -280,14 +346,37 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 // setIdentityCookie returns the identity cookie after a header
 // authentication, unless the request already carries a valid one for the
 // same token: the cookie's lifetime is set once per token, never extended.
+// A cookie too large for browsers is not set; it, and a Secure cookie sent
+// over plain HTTP, which the browser will never send back, are logged.
 func (h *Handler) setIdentityCookie(w http.ResponseWriter, r *http.Request, id *identity) {
 	v := id.v
 	if old, err := r.Cookie(v.Cookie.Name); err == nil && v.cookieCarries(old.Value, id.payloadB64) {
 		return
 	}
-	if c := v.identityCookie(id, v.now()); c != nil {
-		http.SetCookie(w, c)
+	c := v.identityCookie(id, v.now())
+	if c == nil {
+		return
 	}
+	line := c.String()
+	if len(line) > maxCookieLine {
+		v.warnCookie(&v.warnedCookieSize, "identity cookie too large for browsers; not set, so cookie mode cannot work for this token (keep its claims smaller)",
+			zap.Int("size", len(line)), zap.Int("limit", maxCookieLine))
+		return
+	}
+	if c.Secure && !clientUsedHTTPS(r) {
+		v.warnCookie(&v.warnedCookieHTTP, "Secure identity cookie set in answer to a plain-HTTP request; browsers will not send it back over HTTP (serve the site over https, or set the cookie insecure for local development)")
+	}
+	w.Header().Add("Set-Cookie", line)
+}
+
+// clientUsedHTTPS reports whether the client reached us over TLS, here or
+// at a trusted proxy that says so in X-Forwarded-Proto.
+func clientUsedHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 func isSafeMethod(m string) bool {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // htResult is what one pass through the handler produced.
@@ -200,6 +205,7 @@ func TestHandlerPublicMode(t *testing.T) {
 				t.Errorf("{%s} = %q on an anonymous request", k, val)
 			}
 		}
+		//lint:ignore SA1008 the test put this raw, non-canonical key in the map itself
 		if len(res.seen.Header.Values("X-User-Id")) != 0 || len(res.seen.Header["x_user_id"]) != 0 {
 			t.Fatalf("spoofed identity reached next: %v", res.seen.Header)
 		}
@@ -209,6 +215,24 @@ func TestHandlerPublicMode(t *testing.T) {
 	})
 	t.Run("bad token", func(t *testing.T) {
 		htRequire(t, htServe(t, h, htBearer("a.b.c"), nil), http.StatusUnauthorized, "malformed")
+	})
+	// the Bearer scheme without a token is a credential that fails, never
+	// the anonymous path; another scheme is no credential for us
+	for _, val := range []string{"Bearer", "Bearer ", "Bearer    ", "bearer\t", " BEARER  "} {
+		t.Run("empty bearer "+strconv.Quote(val), func(t *testing.T) {
+			r := htBearer("")
+			r.Header.Set("Authorization", val)
+			res := htServe(t, h, r, nil)
+			htRequire(t, res, http.StatusUnauthorized, "malformed")
+			if got := res.w.Header().Get("WWW-Authenticate"); got != `Bearer realm="restricted", error="invalid_token", error_description="empty token"` {
+				t.Fatalf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+	t.Run("Basic is no credential", func(t *testing.T) {
+		r := htBearer("")
+		r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
+		htPass(t, htServe(t, h, r, nil))
 	})
 	t.Run("expired token", func(t *testing.T) {
 		tok := hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
@@ -630,5 +654,76 @@ func TestHandlerMetrics(t *testing.T) {
 	}
 	if got := count("metrics-test", "ok"); got != 2 {
 		t.Errorf("metrics-test ok = %v, want 2", got)
+	}
+}
+
+// A from_header name with '_' (or '.') is dropped by Caddy's server unless
+// listed in expected_underscore_headers (expected_dot_headers): provisioning
+// warns, once per validator, server and header, with the line to add, which
+// keeps the entries the server already has.
+func TestHandlerWarnsAboutDroppedHeaderSources(t *testing.T) {
+	v := hsValidator()
+	v.Sources = []TokenSource{
+		{From: "header", Name: "Authorization", Prefix: "Bearer"},
+		{From: "header", Name: "access_token"},
+		{From: "header", Name: "x.token"},
+		{From: "header", Name: "odd_x.tok"},
+		{From: "query", Name: "access_token"},
+	}
+	a := provisionApp(t, newTestClock().Now, map[string]*Validator{"api": v})
+	core, logs := observer.New(zapcore.WarnLevel)
+	mk := func() *Handler {
+		h := &Handler{Validators: []string{"api"}}
+		if err := h.setup(a, zap.New(core)); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	added := func() map[string]string {
+		out := map[string]string{}
+		for _, e := range logs.TakeAll() {
+			f := e.ContextMap()
+			if f["validator"] != "api" || !strings.Contains(e.Message, "from_header") {
+				t.Fatalf("entry %v %v", e.Message, f)
+			}
+			out[f["header"].(string)] = f["add"].(string)
+		}
+		return out
+	}
+
+	bare := &caddyhttp.Server{Listen: []string{":443"}}
+	mk().checkHeaderSources(bare)
+	want := map[string]string{
+		"access_token": "expected_underscore_headers access_token",
+		"x.token":      "expected_dot_headers x.token",
+		"odd_x.tok":    "expected_underscore_headers odd_x.tok",
+	}
+	if got := added(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("warnings %v, want %v", got, want)
+	}
+	mk().checkHeaderSources(bare) // a second handler on the same server
+	if got := added(); len(got) != 0 {
+		t.Fatalf("warned again: %v", got)
+	}
+
+	other := &caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"x_user_id"}}
+	mk().checkHeaderSources(other)
+	if got := added(); got["access_token"] != "expected_underscore_headers x_user_id access_token" {
+		t.Fatalf("line for a server with a list: %v", got)
+	}
+
+	for _, srv := range []*caddyhttp.Server{
+		{ExpectedUnderscoreHeaders: []string{"ACCESS_TOKEN", "odd_x.tok"}, ExpectedDotHeaders: []string{"x.*"}},
+		{ExpectedUnderscoreHeaders: []string{"access_*"}, ExpectedDotHeaders: []string{"X.Token", "odd_x.tok"}},
+	} {
+		mk().checkHeaderSources(srv)
+		if got := added(); len(got) != 0 {
+			t.Fatalf("warned although the server keeps the headers (%v %v): %v", srv.ExpectedUnderscoreHeaders, srv.ExpectedDotHeaders, got)
+		}
+	}
+	// a glob never covers a name with both '_' and '.'
+	mk().checkHeaderSources(&caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"access_token", "odd_*"}, ExpectedDotHeaders: []string{"x.*", "odd_x.*"}})
+	if got := added(); len(got) != 1 || got["odd_x.tok"] == "" {
+		t.Fatalf("warnings %v", got)
 	}
 }

@@ -1,14 +1,15 @@
 package jwtauth
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -98,9 +100,14 @@ type Issuer struct {
 	// path_prefix.
 	RefreshCookie *RefreshCookie `json:"refresh_cookie,omitempty"`
 
-	// Failed logins allowed per client IP and per login before further
-	// attempts, even with the right password, are answered 429 with
-	// Retry-After. Default: 5 per 1m.
+	// Failed logins allowed per (client IP, login) pair within a period
+	// before that pair's attempts, even with the right password, are
+	// answered 429 with Retry-After. A client IP is refused the same way
+	// after 4 × max failures over all logins. Failures of one login from
+	// many IPs never refuse it (that would let anyone lock its owner out):
+	// past max of them, each attempt on the login waits 500ms before its
+	// password is checked, doubling per failure up to 4s. The counts live in
+	// memory and survive reloads that keep login_limit. Default: 5 per 1m.
 	LoginLimit *LoginLimit `json:"login_limit,omitempty"`
 
 	// Make validators bound with issuer_keys refuse the access tokens of
@@ -140,6 +147,14 @@ type Issuer struct {
 	self      *Validator // verifies our own access tokens, for rotation
 	now       func() time.Time
 	logger    *zap.Logger
+
+	// the login limiter, from limiterPool under limiterKey
+	limiter    limiter.Limiter
+	limiterKey string
+	// wait applies the limiter's slowdown; tests replace it
+	wait func(ctx context.Context, d time.Duration) error
+	// storeErrs rate-limits the log of store write failures
+	storeErrs *burstLog
 }
 
 // RefreshCookie configures the refresh-token cookie.
@@ -160,9 +175,12 @@ type RefreshCookie struct {
 	Insecure bool `json:"insecure,omitempty"`
 }
 
-// LoginLimit is a number of failed logins per period.
+// LoginLimit is a number of failed logins per period; see
+// Issuer.LoginLimit for how it is applied.
 type LoginLimit struct {
-	// Failed logins allowed per period. Default: 5.
+	// Failed logins allowed per period and (client IP, login) pair; a
+	// client IP gets 4 times as many over all logins, and a login is slowed
+	// down past as many from all IPs. Default: 5.
 	Max int `json:"max,omitempty"`
 	// Period, counted from the first failure. Default: 1m.
 	Per caddy.Duration `json:"per,omitempty"`
@@ -223,7 +241,15 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	if err := is.loadUsers(); err != nil {
 		return err
 	}
+	if err := is.loadLimiter(); err != nil {
+		return err
+	}
+	is.wait = waitCtx
+	is.storeErrs = new(burstLog)
 
+	if err := checkStoreDir(is.storeDir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
 		return fmt.Errorf("store_dir: %w", err)
 	}
@@ -413,8 +439,26 @@ func (is *Issuer) validate() error {
 	return nil
 }
 
+// checkStoreDir refuses a store_dir that is a symbolic link, as the store
+// refuses symlinked files: whoever can change the link would move the
+// sessions and the signing key elsewhere. A missing store_dir is fine.
+func checkStoreDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("store_dir %s is a symbolic link; refusing it (give the real path)", dir)
+	}
+	return nil
+}
+
 // cleanup releases the shared store.
 func (is *Issuer) cleanup() error {
+	is.releaseLimiter()
 	if is.state == nil || is.released {
 		return nil
 	}
@@ -475,34 +519,16 @@ func (is *Issuer) loadUsers() error {
 var fakeHashes sync.Map
 
 // fakeCredentialFor returns a hash of a random password with the kind and
-// cost parameters most users have, so an unknown login costs what a known
-// one does. caddyauth's FakeHash serves when it has those parameters (the
-// defaults of `caddy hash-password`).
+// cost parameters of the slowest hash the users have (see slowestHash), so
+// an unknown login costs at least what a known one does. caddyauth's
+// FakeHash serves when it has those parameters (the defaults of `caddy
+// hash-password`).
 func fakeCredentialFor(users []*issuerUser) (fakeCredential, error) {
-	counts := make(map[string]int)
-	sample := make(map[string]*issuerUser)
-	for _, u := range users {
-		k := hashParams(u.hash)
-		counts[k]++
-		if sample[k] == nil {
-			sample[k] = u
-		}
-	}
-	best := ""
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if best == "" || counts[k] > counts[best] {
-			best = k
-		}
-	}
-	if best == "" {
+	u := slowestUser(users)
+	if u == nil {
 		return fakeCredential{hash: caddyauth.BcryptHash{}.FakeHash(), cmp: caddyauth.BcryptHash{}, bcrypt: true}, nil
 	}
-	u := sample[best]
+	best := hashParams(u.hash)
 	fc := fakeCredential{cmp: u.cmp, bcrypt: u.bcrypt}
 	if u.bcrypt {
 		if ref := (caddyauth.BcryptHash{}).FakeHash(); hashParams(ref) == best {
@@ -762,8 +788,11 @@ func (h *IssuerHandler) Provision(ctx caddy.Context) error {
 		return errors.New("jwt_issuer: an issuer name is required")
 	}
 	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option)")
+	}
 	if err != nil {
-		return fmt.Errorf("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option): %w", err)
+		return fmt.Errorf("jwt_issuer: %w", err)
 	}
 	is, err := appIface.(*App).issuer(h.Issuer)
 	if err != nil {

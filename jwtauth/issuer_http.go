@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // maxIssuerBody caps the body of an issuer endpoint request.
@@ -38,6 +41,8 @@ var (
 	errBadCredentials     = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid login or password"}
 	errNoRefreshToken     = badRequest("a refresh token is required (the refresh cookie, a refreshToken header or refreshToken field)")
 	errStoreDown          = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the session store cannot write; retry later", retryAfter: 5 * time.Second}
+	errLimiterDown        = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login limiter is unavailable; retry later", retryAfter: 5 * time.Second}
+	errLoginAbandoned     = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login was interrupted; retry", retryAfter: time.Second}
 )
 
 // sessionError maps a session operation's error to its answer.
@@ -101,7 +106,9 @@ func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, "POST")
 	}
-	rq, e := readAPIRequest(w, r)
+	// only /authenticate needs fields: the others take the refresh token
+	// from a header or the cookie, and then need no body at all
+	rq, e := readAPIRequest(w, r, rest != "/authenticate")
 	if e != nil {
 		rq.fail(w, e)
 		return nil
@@ -117,15 +124,21 @@ func methodNotAllowed(w http.ResponseWriter, allow string) error {
 
 // readAPIRequest checks the media type and size, and parses the body. The
 // returned request is never nil: once the envelope is recognized, errors in
-// it are answered in the envelope.
-func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpointError) {
+// it are answered in the envelope. With emptyOK, a request without a
+// Content-Type is accepted when its body is empty (curl -X POST with only a
+// refreshToken header); any body must still be JSON.
+func readAPIRequest(w http.ResponseWriter, r *http.Request, emptyOK bool) (*apiRequest, *endpointError) {
 	rq := new(apiRequest)
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+	notJSON := &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
+	_, typed := r.Header["Content-Type"]
+	if typed || !emptyOK {
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			return rq, notJSON
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+		}
 	}
 	tooLarge := &endpointError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "body larger than 64 KiB"}
 	if r.ContentLength > maxIssuerBody {
@@ -142,6 +155,8 @@ func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpo
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		body = []byte("{}")
+	} else if !typed {
+		return rq, notJSON
 	}
 	if !json.Valid(body) {
 		return rq, badRequest("malformed JSON")
@@ -448,28 +463,53 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 		rq.fail(w, errCrossOriginRefused)
 		return nil
 	}
-	st := is.state
-	addr, lk := clientAddr(r), loginKey(login)
-	if wait, ok := st.limiter.attempt(addr, lk, is.limitMax, is.limitPer, is.now()); !ok {
-		is.countLogin(resultRateLimited)
-		is.auditRateLimited(r, login, wait)
-		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: wait})
+	addr, ctx := clientAddr(r), r.Context()
+	d, err := is.limiter.Before(ctx, addr, login, is.now())
+	if err != nil {
+		is.countLogin(resultError)
+		rq.fail(w, errLimiterDown)
 		return nil
+	}
+	if !d.OK {
+		is.countLogin(resultRateLimited)
+		is.auditRateLimited(r, login, d.RetryAfter)
+		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter})
+		return nil
+	}
+	if d.Delay > 0 {
+		// the login's slowdown, the same whatever the password
+		if c := h.logger.Check(zapcore.DebugLevel, "login slowed down"); c != nil {
+			c.Write(zap.String("client", addr), zap.Duration("delay", d.Delay))
+		}
+		if err := is.wait(ctx, d.Delay); err != nil {
+			// the client went away: the attempt counts as failed
+			_ = is.limiter.Failed(context.WithoutCancel(ctx), addr, login, is.now())
+			rq.fail(w, errLoginAbandoned)
+			return nil
+		}
 	}
 	u, result := is.checkPassword(login, password)
 	if u == nil {
+		if err := is.limiter.Failed(ctx, addr, login, is.now()); err != nil {
+			is.countLogin(resultError)
+			rq.fail(w, errLimiterDown)
+			return nil
+		}
 		is.countLogin(result)
 		is.auditLoginFailed(r, login, result)
 		rq.fail(w, errBadCredentials)
 		return nil
 	}
-	st.limiter.succeeded(addr, lk)
+	if err := is.limiter.Succeeded(ctx, addr, login, is.now()); err != nil {
+		rq.fail(w, errLimiterDown)
+		return nil
+	}
 	now := is.now()
 	s, rt, err := is.createSession(u, now)
 	if err != nil {
 		is.countLogin(resultError)
 		is.noteSessionError(err, "create")
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -519,7 +559,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 	is.countRefresh(err)
 	if err != nil {
 		is.noteSessionError(err, "use")
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -582,7 +622,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	is.countRotation(err)
 	if err != nil {
 		is.noteSessionError(err, "rotate")
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}
@@ -611,7 +651,7 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 	}
 	if _, err := is.logout(tok); err != nil {
 		is.noteSessionError(err, "revoke")
-		if e := sessionError(err); e != nil {
+		if e := h.sessionFailure(err); e != nil {
 			rq.fail(w, e)
 			return nil
 		}

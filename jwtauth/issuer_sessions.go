@@ -166,8 +166,7 @@ func (p *sessionPolicy) end(s *session) time.Time {
 	return s.created().Add(p.refreshTTL)
 }
 
-// issuerState is an issuer's store with its in-memory indexes and login
-// limiter. It is shared across config reloads through issuerPool, keyed by
+// issuerState is an issuer's store with its in-memory indexes. It is shared across config reloads through issuerPool, keyed by
 // the absolute store_dir, and holds no caddy.Context.
 type issuerState struct {
 	dir    string
@@ -181,8 +180,6 @@ type issuerState struct {
 	sessions map[string]*session            // by sid
 	byHash   map[[32]byte]*session          // current and rotated hashes
 	byLogin  map[string]map[string]*session // login -> sid -> session
-
-	limiter loginLimiter
 
 	// policies of the configs using this state. The sweeper deletes a
 	// session only when every one of them finds it dead, so a config that

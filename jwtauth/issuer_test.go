@@ -74,6 +74,7 @@ type itEnv struct {
 	is    *Issuer
 	h     *IssuerHandler
 	auth  *Handler
+	waits waitRecorder // the login slowdowns the issuer applied
 }
 
 func newItEnv(t *testing.T, mutate func(*Issuer)) *itEnv {
@@ -117,6 +118,7 @@ func (e *itEnv) load(mutate func(*Issuer)) *App {
 		t.Fatal(err)
 	}
 	e.app, e.is, e.h = a, is, h
+	is.wait = e.waits.wait
 	is.state.logger = zap.NewNop() // tests that look at logs observe them
 	e.auth = provisionHandler(t, a, &Handler{Validators: []string{"api"}})
 	return a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,6 +32,13 @@ type RemoteJWKS struct {
 	// endpoint. Default: 5m.
 	UnknownKIDInterval caddy.Duration `json:"unknown_kid_interval,omitempty"`
 
+	// How long a request whose token has an unknown kid waits for the
+	// refresh it triggers (or for one already under way) before it is
+	// refused. The fetch itself goes on in the background, bounded by
+	// timeout, and a request whose client goes away stops waiting at once.
+	// Default: 2s.
+	UnknownKIDWait caddy.Duration `json:"unknown_kid_wait,omitempty"`
+
 	// Timeout of one fetch. Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
@@ -49,6 +57,9 @@ func (r *RemoteJWKS) setDefaults() {
 	}
 	if r.UnknownKIDInterval <= 0 {
 		r.UnknownKIDInterval = caddy.Duration(5 * time.Minute)
+	}
+	if r.UnknownKIDWait <= 0 {
+		r.UnknownKIDWait = caddy.Duration(2 * time.Second)
 	}
 	if r.Timeout <= 0 {
 		r.Timeout = caddy.Duration(10 * time.Second)
@@ -103,6 +114,33 @@ func isLoopbackHost(h string) bool {
 // when the last config that uses them is unloaded.
 var jwksPool = caddy.NewUsagePool()
 
+// retryPolicy is how a remote set without usable keys is fetched again:
+// after about min, then twice as long each time up to max. Tests shorten it
+// and drive its timer.
+type retryPolicy struct {
+	min, max time.Duration
+	after    func(time.Duration) <-chan time.Time
+}
+
+// defaultRetry retries 1s after a failed start, doubling up to a minute.
+var defaultRetry = retryPolicy{min: time.Second, max: time.Minute, after: time.After}
+
+// next returns the backoff after prev (0 for the first retry).
+func (p retryPolicy) next(prev time.Duration) time.Duration {
+	if prev <= 0 {
+		return p.min
+	}
+	return min(2*prev, p.max)
+}
+
+// jitter spreads a backoff d over [0.75d, 0.95d), so that many Caddy
+// instances started together do not retry in step. It never waits the whole
+// of d: the retries of a 1s-doubling schedule fall at most 0.95×(2ⁿ−1)s after
+// start, so an endpoint back at any time t is seen by about 1.9t.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
 // remoteKeys is a live, refreshed copy of a remote JWK Set.
 type remoteKeys struct {
 	cfg     RemoteJWKS
@@ -112,18 +150,26 @@ type remoteKeys struct {
 	now     func() time.Time
 	label   string // validator name, for metrics
 	logURL  string // cfg.URL without credentials or query, for logs
+	retry   retryPolicy
 
 	keys        atomic.Pointer[keySet]
 	lastOK      atomic.Int64 // unix nanoseconds of the last successful fetch
 	lastUnknown atomic.Int64 // unix nanoseconds of the last unknown-kid refresh
 	generation  atomic.Uint64
 
-	mu       sync.Mutex // one fetch at a time
-	inflight chan struct{}
+	mu       sync.Mutex // guards inflight and the start of fetches
+	inflight *fetchCall // the fetch under way, if any
+	fetches  sync.WaitGroup
 
 	cancel context.CancelFunc
 	ctx    context.Context
 	done   chan struct{}
+}
+
+// fetchCall is one fetch, shared by everyone who waits for it.
+type fetchCall struct {
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Logger, now func() time.Time) *remoteKeys {
@@ -134,6 +180,7 @@ func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Log
 		logger:  logger,
 		now:     now,
 		label:   label,
+		retry:   defaultRetry,
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -158,62 +205,91 @@ func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Log
 
 // start fetches once and launches the refresh loop. A failing first fetch
 // does not stop Caddy from starting: no key means every token is refused
-// (fail closed), and the loop and unknown-kid refreshes keep trying.
+// (fail closed), and the loop retries with backoff until keys arrive.
 func (rk *remoteKeys) start() {
 	_ = rk.refresh(rk.ctx) // errors already logged and counted
 	go rk.loop()
 }
 
+// loop refreshes the set every refresh_interval. While there are no usable
+// keys (the endpoint was down at start-up, or has failed past max_stale) it
+// retries sooner, with exponential backoff and jitter, so that service
+// resumes soon after the endpoint does.
 func (rk *remoteKeys) loop() {
 	defer close(rk.done)
-	t := time.NewTicker(time.Duration(rk.cfg.RefreshInterval))
-	defer t.Stop()
+	var backoff time.Duration
 	for {
+		wait := time.Duration(rk.cfg.RefreshInterval)
+		if rk.current() == nil {
+			backoff = rk.retry.next(backoff)
+			wait = min(jitter(backoff), wait)
+		} else {
+			backoff = 0
+		}
 		select {
 		case <-rk.ctx.Done():
 			return
-		case <-t.C:
+		case <-rk.retry.after(wait):
 			_ = rk.refresh(rk.ctx)
 		}
 	}
 }
 
-// Destruct stops the refresh loop; the usage pool calls it when the last
-// config using these keys is unloaded.
+// Destruct stops the refresh loop and waits for fetches under way; the
+// usage pool calls it when the last config using these keys is unloaded.
 func (rk *remoteKeys) Destruct() error {
-	rk.cancel()
+	rk.mu.Lock()
+	rk.cancel() // under mu: no fetch starts after this
+	rk.mu.Unlock()
 	<-rk.done
+	rk.fetches.Wait()
 	return nil
 }
 
-// refresh fetches the set. Concurrent callers share one fetch.
-func (rk *remoteKeys) refresh(ctx context.Context) error {
-	rk.mu.Lock()
-	return rk.refreshLocked(ctx)
-}
-
-// refreshLocked is refresh for a caller that holds rk.mu; it releases it.
-func (rk *remoteKeys) refreshLocked(ctx context.Context) error {
-	if ch := rk.inflight; ch != nil {
-		rk.mu.Unlock()
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// startFetchLocked returns the fetch under way, or starts one in the
+// background. The fetch runs on rk's own context, bounded by timeout, so a
+// waiter that gives up does not cut it short for the others. The caller
+// holds rk.mu.
+func (rk *remoteKeys) startFetchLocked() *fetchCall {
+	if c := rk.inflight; c != nil {
+		return c
 	}
-	ch := make(chan struct{})
-	rk.inflight = ch
-	rk.mu.Unlock()
-	defer func() {
+	c := &fetchCall{done: make(chan struct{})}
+	if err := rk.ctx.Err(); err != nil {
+		c.err = err
+		close(c.done)
+		return c
+	}
+	rk.inflight = c
+	rk.fetches.Add(1)
+	go func() {
+		defer rk.fetches.Done()
+		c.err = rk.fetchAndStore()
 		rk.mu.Lock()
 		rk.inflight = nil
 		rk.mu.Unlock()
-		close(ch)
+		close(c.done)
 	}()
+	return c
+}
 
-	keys, err := rk.fetch(ctx)
+// refresh fetches the set and waits for the result, or for ctx. Concurrent
+// callers share one fetch.
+func (rk *remoteKeys) refresh(ctx context.Context) error {
+	rk.mu.Lock()
+	c := rk.startFetchLocked()
+	rk.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetchAndStore fetches the set once and publishes it.
+func (rk *remoteKeys) fetchAndStore() error {
+	keys, err := rk.fetch(rk.ctx)
 	if err != nil {
 		jwksFetches.WithLabelValues(rk.label, "error").Inc()
 		if c := rk.logger.Check(zap.ErrorLevel, "fetching JWKS failed; keeping the previous keys until max_stale"); c != nil {
@@ -267,6 +343,11 @@ func (rk *remoteKeys) fetch(ctx context.Context) ([]*verKey, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no usable signing key")
 	}
+	for _, kid := range duplicateKIDs(keys) {
+		if c := rk.logger.Check(zap.WarnLevel, "JWKS holds several keys under one kid; tokens with it are checked against each"); c != nil {
+			c.Write(zap.String("validator", rk.label), zap.String("url", rk.logURL), zap.String("kid", kid))
+		}
+	}
 	return keys, nil
 }
 
@@ -284,8 +365,9 @@ func (rk *remoteKeys) current() *keySet {
 // changed since the caller read generation seen. A request that finds a
 // fetch already under way waits for it rather than failing: when a new key
 // is published, every concurrent request carrying its kid is served by the
-// one fetch.
-func (rk *remoteKeys) refreshForUnknownKID(seen uint64) bool {
+// one fetch. A request waits at most unknown_kid_wait, and not at all once
+// ctx (its client) is gone; the fetch goes on for the next requests.
+func (rk *remoteKeys) refreshForUnknownKID(ctx context.Context, seen uint64) bool {
 	rk.mu.Lock()
 	if rk.generation.Load() != seen {
 		rk.mu.Unlock()
@@ -300,8 +382,14 @@ func (rk *remoteKeys) refreshForUnknownKID(seen uint64) bool {
 		}
 		rk.lastUnknown.Store(now)
 	}
-	if rk.refreshLocked(rk.ctx) != nil {
-		return false
+	c := rk.startFetchLocked()
+	rk.mu.Unlock()
+	t := time.NewTimer(time.Duration(rk.cfg.UnknownKIDWait))
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	case <-t.C:
 	}
 	return rk.generation.Load() != seen
 }

@@ -108,6 +108,9 @@ func jtToken(t testing.TB, k *ecdsa.PrivateKey, kid string, clock *testClock) st
 func jtValidator(t *testing.T, name string, clock *testClock, url string, mod func(*Validator)) *Validator {
 	t.Helper()
 	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: url}}
+	// no background retries unless the test asks: they would make fetch
+	// counts depend on the scheduler
+	v.retry = &retryPolicy{min: 24 * time.Hour, max: 24 * time.Hour, after: time.After}
 	if mod != nil {
 		mod(v)
 	}
@@ -653,5 +656,272 @@ func TestJWKSRefreshErrorsLogged(t *testing.T) {
 		if entries[0].ContextMap()["url"] != base+"/jwks" {
 			t.Fatalf("logged url %v", entries[0].ContextMap()["url"])
 		}
+	}
+}
+
+// jtWatchdog fails the test when ch yields nothing for a long while: it
+// catches a hang, it does not time anything.
+func jtWatchdog[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still waiting: %s", what)
+	}
+	var zero T
+	return zero
+}
+
+// jtRetryWait is one wait the refresh loop asked its timer for.
+type jtRetryWait struct {
+	d    time.Duration
+	fire chan time.Time
+}
+
+// jtFakeTimer returns a retry policy with the production schedule whose
+// timer the test drives: every wait the loop asks for arrives on the
+// channel, and the loop sleeps until the test fires it.
+func jtFakeTimer() (*retryPolicy, chan jtRetryWait) {
+	waits := make(chan jtRetryWait, 16)
+	p := defaultRetry
+	p.after = func(d time.Duration) <-chan time.Time {
+		w := jtRetryWait{d: d, fire: make(chan time.Time, 1)}
+		waits <- w
+		return w.fire
+	}
+	return &p, waits
+}
+
+// The JWKS endpoint is down when Caddy starts, and a token arrives during
+// the outage. The endpoint comes back 10s after start: with the retry
+// schedule of production (1s doubling, with jitter), the first fetch after
+// that happens within 5s, and it serves tokens at once, without waiting for
+// unknown_kid_interval or refresh_interval. Time is simulated: the test
+// drives the loop's timer.
+func TestJWKSRetryAfterStartupOutage(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, http.StatusServiceUnavailable, "down")
+	clock := newTestClock()
+	retry, waits := jtFakeTimer()
+	v := jtValidator(t, "jwks-retry-outage", clock, srv.URL, func(v *Validator) { v.retry = retry })
+	tok := jtToken(t, k1, "k1", clock)
+	jtRefuse(t, v, tok, "during the outage", ErrTokenUnverifiable)
+
+	const upAt = 10 * time.Second
+	var sim time.Duration // simulated time since start
+	want := time.Second
+	for up := false; !up; {
+		w := jtWatchdog(t, waits, "the loop's next retry")
+		if lo, hi := want*3/4, want*95/100; w.d < lo || w.d > hi {
+			t.Fatalf("retry at +%v waits %v, want %v..%v", sim, w.d, lo, hi)
+		}
+		want = min(2*want, time.Minute)
+		if sim+w.d >= upAt {
+			srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+			up = true
+		}
+		sim += w.d
+		w.fire <- time.Time{}
+	}
+	// the loop asks for its next wait once the fetch is stored: now the
+	// periodic one
+	if w := jtWatchdog(t, waits, "the wait after the recovery"); w.d != time.Duration(v.JWKSURL.RefreshInterval) {
+		t.Fatalf("after recovery the loop waits %v, want refresh_interval", w.d)
+	}
+	if late := sim - upAt; late > 5*time.Second {
+		t.Fatalf("keys fetched %v after the endpoint came back", late)
+	}
+	hits := srv.hits.Load()
+	jtAccept(t, v, tok, "the token refused during the outage, after the recovery")
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "a fresh token")
+	srv.expectHits(t, hits, "serving after the recovery")
+}
+
+// The same on real timers with a short schedule: the loop retries by
+// itself, backing off up to its maximum, and stops retrying once it has keys.
+func TestJWKSRetryRealTimer(t *testing.T) {
+	t.Parallel()
+	k1 := jtKey(t)
+	srv := newJTServer(t, http.StatusBadGateway, "")
+	clock := newTestClock()
+	waits := make(chan time.Duration, 64)
+	retry := &retryPolicy{min: 4 * time.Millisecond, max: 16 * time.Millisecond, after: func(d time.Duration) <-chan time.Time {
+		waits <- d
+		return time.After(d)
+	}}
+	v := jtValidator(t, "jwks-retry-real", clock, srv.URL, func(v *Validator) { v.retry = retry })
+	var got []time.Duration
+	for len(got) < 5 {
+		got = append(got, jtWatchdog(t, waits, "a retry"))
+	}
+	for i, d := range got {
+		base := min(4*time.Millisecond<<i, 16*time.Millisecond)
+		if d < base*3/4 || d >= base {
+			t.Fatalf("retry %d waits %v, want about %v (all: %v)", i, d, base, got)
+		}
+	}
+	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	for d := time.Duration(0); d != time.Duration(v.JWKSURL.RefreshInterval); {
+		d = jtWatchdog(t, waits, "the periodic wait after the recovery")
+	}
+	hits := srv.hits.Load()
+	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after the recovery")
+	srv.expectHits(t, hits, "no fetch for a known kid")
+}
+
+// jtHangServer serves a JWK Set until hang is set; then it answers nothing
+// until the test ends, signalling each request that reaches it.
+type jtHangServer struct {
+	*jtServer
+	hang    atomic.Bool
+	entered chan struct{}
+}
+
+func newJTHangServer(t *testing.T, body string) *jtHangServer {
+	hs := &jtHangServer{entered: make(chan struct{}, 64)}
+	release := make(chan struct{})
+	hs.jtServer = &jtServer{status: 200, body: body}
+	hs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs.hits.Add(1)
+		if hs.hang.Load() {
+			hs.entered <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		hs.mu.Lock()
+		body := hs.body
+		hs.mu.Unlock()
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { close(release) }) // first: Close waits for handlers
+	return hs
+}
+
+// A token with an unknown kid while the endpoint hangs is refused after
+// unknown_kid_wait, not after the fetch timeout; a client that goes away
+// stops the wait at once. The hanging fetch goes on in the background.
+func TestJWKSUnknownKIDWait(t *testing.T) {
+	t.Parallel()
+	var d RemoteJWKS
+	d.setDefaults()
+	if d.UnknownKIDWait != caddy.Duration(2*time.Second) {
+		t.Fatalf("default unknown_kid_wait %v", time.Duration(d.UnknownKIDWait))
+	}
+	k1 := jtKey(t)
+	srv := newJTHangServer(t, jtSet(vtECJWK("k1", k1, "ES256")))
+	clock := newTestClock()
+
+	t.Run("bounded by unknown_kid_wait", func(t *testing.T) {
+		v := jtValidator(t, "jwks-kid-wait", clock, srv.URL, func(v *Validator) {
+			v.JWKSURL.Timeout = caddy.Duration(time.Hour)
+			v.JWKSURL.UnknownKIDWait = caddy.Duration(20 * time.Millisecond)
+		})
+		jtAccept(t, v, jtToken(t, k1, "k1", clock), "before the hang")
+		srv.hang.Store(true)
+		defer srv.hang.Store(false)
+		done := make(chan error, 1)
+		go func() {
+			_, err := v.verify(jtToken(t, k1, "k2", clock))
+			done <- err
+		}()
+		jtWatchdog(t, srv.entered, "the refresh to reach the endpoint")
+		err := jtWatchdog(t, done, "the request, with the fetch still hanging (timeout 1h)")
+		if !errors.Is(err, ErrTokenUnverifiable) || reject(err).status != http.StatusUnauthorized {
+			t.Fatalf("unknown kid during the hang: %v", err)
+		}
+		jtAccept(t, v, jtToken(t, k1, "k1", clock), "a known kid during the hang")
+	})
+
+	t.Run("client gone", func(t *testing.T) {
+		v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL,
+			Timeout: caddy.Duration(time.Hour), UnknownKIDWait: caddy.Duration(time.Hour)}}
+		h, _ := htHandler(t, clock, "jwks-kid-gone", v, &Handler{})
+		htPass(t, htServe(t, h, htBearer(jtToken(t, k1, "k1", clock)), nil))
+		srv.hang.Store(true)
+		defer srv.hang.Store(false)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan htResult, 1)
+		go func() {
+			done <- htServe(t, h, htBearer(jtToken(t, k1, "k2", clock)).WithContext(ctx), nil)
+		}()
+		jtWatchdog(t, srv.entered, "the refresh to reach the endpoint")
+		cancel()
+		res := jtWatchdog(t, done, "the request after its client went away (unknown_kid_wait 1h)")
+		htRequire(t, res, http.StatusUnauthorized, "invalid")
+	})
+}
+
+// A kid-less token against a remote set with several keys of its algorithm
+// is refused without trying them: "kid required". With one key of its
+// algorithm (other keys being of other families) it is verified.
+func TestJWKSKIDRequired(t *testing.T) {
+	t.Parallel()
+	testKeys(t)
+	k1, k2 := jtKey(t), jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
+	clock := newTestClock()
+	v := jtValidator(t, "jwks-kid-required", clock, srv.URL, nil)
+	for _, k := range []*ecdsa.PrivateKey{k1, k2} {
+		_, err := v.verify(jtToken(t, k, "", clock))
+		if !errors.Is(err, ErrTokenUnverifiable) || !strings.Contains(err.Error(), "kid required") {
+			t.Fatalf("kid-less token: %v", err)
+		}
+		if ae := reject(err); ae.status != 401 || ae.code != "invalid_token" || ae.desc != "kid required" {
+			t.Fatalf("reject: %+v", ae)
+		}
+	}
+	jtAccept(t, v, jtToken(t, k2, "k2", clock), "with its kid")
+	srv.expectHits(t, 1, "no refresh for a kid-less token")
+
+	srv2 := newJTServer(t, 200, jtSet(vtECJWK("e", k1, "ES256"), vtECJWK("p384", ecKeyP384(t), "ES384")))
+	v2 := jtValidator(t, "jwks-kid-one-per-alg", clock, srv2.URL, nil)
+	jtAccept(t, v2, jtToken(t, k1, "", clock), "kid-less token, one ES256 key")
+}
+
+func ecKeyP384(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Two keys under one kid are warned about, naming the kid, at every
+// refresh that sees them.
+func TestJWKSDuplicateKIDWarned(t *testing.T) {
+	t.Parallel()
+	k1, k2 := jtKey(t), jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("dup", k1, "ES256"), vtECJWK("ok", k1, "ES256"), vtECJWK("dup", k2, "ES256"), vtECJWK("dup", k2, "ES256")))
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := RemoteJWKS{URL: srv.URL}
+	cfg.setDefaults()
+	clock := newTestClock()
+	rk := newRemoteKeys(cfg, 0, "jwks-dup-kid", zap.New(core), clock.Now)
+	defer rk.cancel()
+	for i := 1; i <= 2; i++ {
+		if err := rk.refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		warns := logs.FilterMessageSnippet("several keys under one kid").All()
+		if len(warns) != i {
+			t.Fatalf("after refresh %d: %d warnings (%v)", i, len(warns), logs.All())
+		}
+		if f := warns[i-1].ContextMap(); f["kid"] != "dup" || f["validator"] != "jwks-dup-kid" {
+			t.Fatalf("fields %v", f)
+		}
+	}
+	srv.set(200, jtSet(vtECJWK("a", k1, "ES256"), vtECJWK("b", k2, "ES256")))
+	if err := rk.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("several keys under one kid").Len(); n != 2 {
+		t.Fatalf("%d warnings after a set without duplicates", n)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -217,14 +216,20 @@ func newVerKey(kid string, key any, allowed algSet, jwkAlg, source string) (*ver
 
 // keySet is an immutable collection of keys, indexed by kid.
 type keySet struct {
-	byKID map[string][]*verKey
-	noKID []*verKey // keys without a kid match tokens with any kid
-	all   []*verKey
+	byKID  map[string][]*verKey
+	noKID  []*verKey // keys without a kid match tokens with any kid
+	all    []*verKey
+	perAlg [16]uint16 // how many keys may verify each algorithm, by bit
 }
 
 func newKeySet(keys []*verKey) *keySet {
 	s := &keySet{byKID: make(map[string][]*verKey), all: keys}
 	for _, k := range keys {
+		for _, a := range algorithms {
+			if k.algs.has(a) && s.perAlg[a.bit] < ^uint16(0) {
+				s.perAlg[a.bit]++
+			}
+		}
 		if k.kid == "" {
 			s.noKID = append(s.noKID, k)
 		} else {
@@ -246,6 +251,26 @@ func (s *keySet) candidates(kid string) []*verKey {
 		return ks
 	}
 	return s.noKID
+}
+
+// keysFor reports how many keys of the set may verify alg.
+func (s *keySet) keysFor(a *algInfo) int {
+	if s == nil {
+		return 0
+	}
+	return int(s.perAlg[a.bit])
+}
+
+// duplicateKIDs returns each kid that more than one of keys (sorted by kid,
+// as parseJWKS returns them) carries.
+func duplicateKIDs(keys []*verKey) []string {
+	var dups []string
+	for i := 1; i < len(keys); i++ {
+		if k := keys[i].kid; k != "" && k == keys[i-1].kid && (len(dups) == 0 || dups[len(dups)-1] != k) {
+			dups = append(dups, k)
+		}
+	}
+	return dups
 }
 
 // contains reports whether k is still part of the set.
@@ -340,5 +365,3 @@ func parseJWKS(raw []byte, allowed algSet, source string) (keys []*verKey, probl
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].kid < keys[j].kid })
 	return keys, problems, nil
 }
-
-var errNoKey = errors.New("no key matches the token's kid and alg")

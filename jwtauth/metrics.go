@@ -234,15 +234,15 @@ func (v *Validator) provisionMetrics(name string, app *App) {
 // verifyTimed is verify, observed in verify_duration_seconds when that
 // series is exported. With the wall clock, the start time is also the
 // verification's clock reading, so timing adds a single clock read.
-func (v *Validator) verifyTimed(tok string) (id *identity, err error) {
+func (v *Validator) verifyTimed(ctx context.Context, tok string) (id *identity, err error) {
 	if !v.timed.Load() {
-		return v.verify(tok)
+		return v.verifyCtx(ctx, tok)
 	}
 	start := time.Now()
 	if v.wallClock {
-		id, err = v.verifyAt(tok, start)
+		id, err = v.verifyAt(ctx, tok, start)
 	} else {
-		id, err = v.verify(tok)
+		id, err = v.verifyCtx(ctx, tok)
 	}
 	v.verifyObs.Observe(time.Since(start).Seconds())
 	return id, err

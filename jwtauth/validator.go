@@ -1,12 +1,15 @@
 package jwtauth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,6 +109,24 @@ type Validator struct {
 	counters  resultCounters
 	internal  bool // the issuer's own verifier: no metrics
 	validatorMetrics
+	retry *retryPolicy // tests: the remote set's retry schedule
+
+	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
+	warnedCookieHTTP atomic.Int64
+	warnedHeaders    sync.Map // headerWarning -> struct{}: header sources a server drops
+}
+
+// headerWarning is a header source that a server drops, warned about once.
+type headerWarning struct {
+	srv    any // the *caddyhttp.Server
+	header string
+}
+
+// firstHeaderWarning reports whether the header warning for srv and header
+// has not been given yet for this validator, and marks it given.
+func (v *Validator) firstHeaderWarning(srv any, header string) bool {
+	_, given := v.warnedHeaders.LoadOrStore(headerWarning{srv, header}, struct{}{})
+	return !given
 }
 
 // PublicKeyFile is a PEM public key, optionally with the kid it answers to.
@@ -289,6 +310,9 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 		v.remoteKey = name + "\x00" + string(raw) + "\x00" + fmt.Sprint(configured)
 		val, _, err := jwksPool.LoadOrNew(v.remoteKey, func() (caddy.Destructor, error) {
 			rk := newRemoteKeys(cfg, configured, name, v.logger, v.now)
+			if v.retry != nil {
+				rk.retry = *v.retry
+			}
 			rk.start()
 			return rk, nil
 		})
@@ -423,10 +447,18 @@ var jwsChars = func() (t [256]bool) {
 // consults the token for anything but the kid and an alg that must already be
 // allowed: cheap structural and claim checks run first, so an expired or
 // foreign token never costs a key lookup, a JWKS fetch or a signature check.
-func (v *Validator) verify(tok string) (*identity, error) { return v.verifyAt(tok, v.now()) }
+func (v *Validator) verify(tok string) (*identity, error) {
+	return v.verifyAt(context.Background(), tok, v.now())
+}
 
-// verifyAt is verify at the time now.
-func (v *Validator) verifyAt(tok string, now time.Time) (_ *identity, err error) {
+// verifyCtx is verify for a request: a JWKS refresh for an unknown kid is
+// waited for only while ctx lasts.
+func (v *Validator) verifyCtx(ctx context.Context, tok string) (*identity, error) {
+	return v.verifyAt(ctx, tok, v.now())
+}
+
+// verifyAt is verifyCtx at the time now.
+func (v *Validator) verifyAt(ctx context.Context, tok string, now time.Time) (_ *identity, err error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
@@ -496,7 +528,7 @@ func (v *Validator) verifyAt(tok string, now time.Time) (_ *identity, err error)
 	if err != nil {
 		return nil, malformed("signature is not strict base64url")
 	}
-	key, gen, err := v.findKeyAndVerify(h, tok[:d2], sig)
+	key, gen, err := v.findKeyAndVerify(ctx, h, tok[:d2], sig)
 	if err != nil {
 		return nil, err
 	}
@@ -645,27 +677,27 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	if exp == nil {
 		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
 	}
-	expF, ok := decodeNumber(exp)
-	if !ok {
-		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp is not a number")
+	expF, err := numericDateClaim(exp, "exp")
+	if err != nil {
+		return err
 	}
 	id.exp = numericDate(expF)
 	if !now.Before(id.exp.Add(v.leeway)) {
 		return invalidToken(reasonExpired, ErrTokenExpired, "token expired")
 	}
 	if nbf != nil {
-		f, ok := decodeNumber(nbf)
-		if !ok {
-			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "nbf is not a number")
+		f, err := numericDateClaim(nbf, "nbf")
+		if err != nil {
+			return err
 		}
 		if now.Add(v.leeway).Before(numericDate(f)) {
 			return invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
 		}
 	}
 	if iat != nil {
-		f, ok := decodeNumber(iat)
-		if !ok {
-			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat is not a number")
+		f, err := numericDateClaim(iat, "iat")
+		if err != nil {
+			return err
 		}
 		issued := numericDate(f)
 		if now.Add(v.leeway).Before(issued) {
@@ -680,6 +712,9 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 	if !stringIn(iss, v.Issuers) {
 		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
 	}
+	if aud != nil && !stringOrStrings(aud) {
+		return invalidToken(reasonInvalid, ErrInvalidAudience, "aud must be a string or an array of strings")
+	}
 	if aud == nil || !claimHas(aud, false, v.Audiences) {
 		return invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
 	}
@@ -687,6 +722,24 @@ func (v *Validator) checkClaims(id *identity, now time.Time) error {
 		id.sid, _ = decodeString(sid)
 	}
 	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. No real token is dated beyond it,
+// and refusing it keeps every accepted date exact in a time.Time.
+const maxNumericDate = 253402300799
+
+// numericDateClaim reads the exp, nbf or iat claim raw: a JSON number from 0
+// to maxNumericDate. A negative, non-finite or absurdly large date is
+// refused, not clamped: it can only come from a broken or hostile issuer.
+func numericDateClaim(raw []byte, name string) (float64, error) {
+	f, ok := decodeNumber(raw)
+	if !ok {
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" is not a number")
+	}
+	if !(f >= 0 && f <= maxNumericDate) { // also false for NaN
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" out of range")
+	}
+	return f, nil
 }
 
 // numericDate converts seconds since the epoch, clamping absurd values.
@@ -703,8 +756,10 @@ func numericDate(f float64) time.Time {
 
 // findKeyAndVerify checks the signature with the configured keys that may
 // verify h.alg, refreshing a remote set once (rate limited) for an unknown
-// kid.
-func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) (*verKey, uint64, error) {
+// kid. A token without a kid is refused when the remote set holds more than
+// one key for its algorithm: trying each would let one forged token cost N
+// signature checks.
+func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput string, sig []byte) (*verKey, uint64, error) {
 	tried := false
 	try := func(ks *keySet) (*verKey, error) {
 		for _, k := range ks.candidates(string(h.kid)) {
@@ -728,14 +783,22 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 	}
 	if v.remote != nil {
 		gen := v.remote.generation.Load()
-		if k, _ := try(v.remote.current()); k != nil {
+		ks := v.remote.current()
+		if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+			return nil, 0, errKIDRequired
+		}
+		if k, _ := try(ks); k != nil {
 			return k, gen, nil
 		}
 		// an unknown kid, or no usable keys at all (the endpoint was down
 		// at start-up or is past max_stale): one rate-limited refresh
-		if !tried && (len(h.kid) > 0 || v.remote.current() == nil) && v.remote.refreshForUnknownKID(gen) {
+		if !tried && (len(h.kid) > 0 || ks == nil) && v.remote.refreshForUnknownKID(ctx, gen) {
 			gen = v.remote.generation.Load()
-			if k, _ := try(v.remote.current()); k != nil {
+			ks = v.remote.current()
+			if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+				return nil, 0, errKIDRequired
+			}
+			if k, _ := try(ks); k != nil {
 				return k, gen, nil
 			}
 		}
@@ -745,6 +808,10 @@ func (v *Validator) findKeyAndVerify(h header, signingInput string, sig []byte) 
 	}
 	return nil, 0, invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
 }
+
+// errKIDRequired refuses a kid-less token that several keys of a remote set
+// could have signed.
+var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
 
 // checkIdentity resolves user and partner ids and the revocation list.
 func (v *Validator) checkIdentity(id *identity) error {

@@ -288,6 +288,19 @@ func TestVerifyTimeClaims(t *testing.T) {
 		{name: "iat missing", tok: vtHS(t, b.del("iat")), ok: true},
 		{name: "iat string", tok: vtHS(t, b.set("iat", `"`+vtUnix(0)+`"`)), is: ErrTokenInvalidClaims},
 	})
+	// NumericDates outside 0 ... 253402300799 (the end of year 9999) are
+	// refused: negative, not finite, or absurdly far.
+	for _, claim := range []string{"exp", "nbf", "iat"} {
+		for _, bad := range []string{`-1`, `-0.5`, `-1e10`, `2.001e+206`, `253402300800`, `253402300799.5`, `1e999`, `99999999999999999999999`} {
+			vtRun(t, v, []vtCase{{name: claim + " " + bad, tok: vtHS(t, b.set(claim, bad)), is: ErrTokenInvalidClaims}})
+		}
+	}
+	vtRun(t, v, []vtCase{
+		{name: "exp at the end of 9999", tok: vtHS(t, b.set("exp", `253402300799`)), ok: true},
+		{name: "nbf 0", tok: vtHS(t, b.add("nbf", `0`)), ok: true},
+		{name: "iat 0", tok: vtHS(t, b.set("iat", `0`)), ok: true},
+		{name: "iat -0", tok: vtHS(t, b.set("iat", `-0`)), ok: true},
+	})
 	vtRun(t, v0, []vtCase{
 		{name: "leeway 0: exp == now", tok: vtHS(t, b.set("exp", vtUnix(0))), is: ErrTokenExpired},
 		{name: "leeway 0: exp == now+1s", tok: vtHS(t, b.set("exp", vtUnix(time.Second))), ok: true},
@@ -332,6 +345,20 @@ func TestVerifyIssuerAudience(t *testing.T) {
 		{name: "aud object", tok: vtHS(t, b.set("aud", `{"aud":"aud"}`)), is: ErrInvalidAudience},
 		{name: "aud empty string", tok: vtHS(t, b.set("aud", `""`)), is: ErrInvalidAudience},
 	})
+	// RFC 7519 §4.1.3: aud is a string or an array of strings. An array
+	// with anything else in it is refused even when a string in it
+	// matches, wherever the odd element stands.
+	for _, odd := range []string{`5`, `null`, `true`, `false`, `{"a":"aud"}`, `["aud"]`, `1.5`, `-0`} {
+		vtRun(t, v, []vtCase{
+			{name: "aud non-string after " + odd, tok: vtHS(t, b.set("aud", `["aud",`+odd+`]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+			{name: "aud non-string before " + odd, tok: vtHS(t, b.set("aud", `[`+odd+`,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+			{name: "aud non-string between " + odd, tok: vtHS(t, b.set("aud", `["x", `+odd+` ,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+		})
+	}
+	vtRun(t, v, []vtCase{
+		{name: "aud strings with spaces", tok: vtHS(t, b.set("aud", `[ "x" , "aud" ]`)), ok: true},
+		{name: "aud escaped element", tok: vtHS(t, b.set("aud", `["x","\u0061ud"]`)), ok: true},
+	})
 	multi := hsValidator()
 	multi.Issuers = []string{"a", "b"}
 	multi.Audiences = []string{"x", "y"}
@@ -356,13 +383,13 @@ func TestVerifyClaimShapes(t *testing.T) {
 		{name: "control", tok: vtHS(t, b), ok: true},
 		{name: "exp missing", tok: vtHS(t, b.del("exp")), is: ErrTokenInvalidClaims, desc: "exp claim required"},
 		{name: "exp 0", tok: vtHS(t, b.set("exp", `0`)), is: ErrTokenExpired},
-		{name: "exp -1", tok: vtHS(t, b.set("exp", `-1`)), is: ErrTokenExpired},
+		{name: "exp -1", tok: vtHS(t, b.set("exp", `-1`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
 		{name: "exp string", tok: vtHS(t, b.set("exp", `"9999999999"`)), is: ErrTokenInvalidClaims, desc: "exp is not a number"},
 		{name: "exp float future", tok: vtHS(t, b.set("exp", future+".5")), ok: true},
 		{name: "exp float past", tok: vtHS(t, b.set("exp", past+".5")), is: ErrTokenExpired},
 		{name: "exp exponent", tok: vtHS(t, b.set("exp", `9.999999999e9`)), ok: true},
 		{name: "exp overflow", tok: vtHS(t, b.set("exp", `1e999`)), is: ErrTokenInvalidClaims},
-		{name: "exp huge", tok: vtHS(t, b.set("exp", `99999999999999999999999`)), ok: true},
+		{name: "exp huge", tok: vtHS(t, b.set("exp", `99999999999999999999999`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
 		{name: "exp null", tok: vtHS(t, b.set("exp", `null`)), is: ErrTokenInvalidClaims},
 		{name: "exp true", tok: vtHS(t, b.set("exp", `true`)), is: ErrTokenInvalidClaims},
 		{name: "exp array", tok: vtHS(t, b.set("exp", `[`+future+`]`)), is: ErrTokenInvalidClaims},

@@ -16,24 +16,40 @@ import (
 
 // fzHeaderTokens is the reference reading of the header sources of
 // etSources: the tokens that Authorization (scheme Bearer) and X-Api-Token
-// (bare) carry.
-func fzHeaderTokens(auth []string, api []string) []string {
-	var out []string
+// (bare) carry, in order, and whether a value of ours with no token (the
+// Bearer scheme alone, or a blank X-Api-Token) comes before any conflict.
+func fzHeaderTokens(auth []string, api []string) (out []string, empty bool) {
+	conflict := func() bool {
+		for _, t := range out {
+			if t != out[0] {
+				return true
+			}
+		}
+		return false
+	}
 	for _, v := range auth {
 		v = strings.TrimSpace(v)
+		if strings.EqualFold(v, "bearer") {
+			return out, !conflict()
+		}
 		if len(v) > 7 && strings.EqualFold(v[:6], "bearer") && (v[6] == ' ' || v[6] == '\t') {
-			if tok := strings.TrimSpace(v[7:]); tok != "" {
-				out = append(out, tok)
+			tok := strings.TrimSpace(v[7:])
+			if tok == "" {
+				return out, !conflict()
 			}
+			out = append(out, tok)
 		}
 	}
 	for _, v := range api {
 		v = strings.TrimSpace(v)
-		if v != "" && !strings.ContainsAny(v, " \t") {
+		if v == "" {
+			return out, !conflict()
+		}
+		if !strings.ContainsAny(v, " \t") {
 			out = append(out, v)
 		}
 	}
-	return out
+	return out, false
 }
 
 // fzOnly is the reference reading of a repeated cookie or query parameter:
@@ -57,7 +73,8 @@ func fzOnly(vals []string) (string, bool) {
 // FuzzExtractToken feeds arbitrary header and cookie values and raw query
 // strings to extractToken. It must never panic; a returned token must come
 // from the request; two different header tokens, or a cookie or query
-// parameter repeated with different values, must be refused; and cookie and
+// parameter repeated with different values, must be refused, as must the
+// Bearer scheme without a token; and cookie and
 // query sources may only be used when no header carries a token. Cookie and
 // query parsing is the standard library's and serves as the reference.
 func FuzzExtractToken(f *testing.F) {
@@ -92,7 +109,7 @@ func FuzzExtractToken(f *testing.F) {
 		r.URL.RawQuery = rawQuery
 
 		// the reference, computed before extractToken sees the request
-		want := fzHeaderTokens(auth, apis)
+		want, empty := fzHeaderTokens(auth, apis)
 		distinct := map[string]bool{}
 		for _, w := range want {
 			distinct[w] = true
@@ -106,6 +123,11 @@ func FuzzExtractToken(f *testing.F) {
 
 		ex, err := extractToken(r, sources)
 		switch {
+		case empty:
+			if !errors.Is(err, ErrTokenMalformed) || ex.token != "" {
+				t.Fatalf("header %q / %q without a token: got %q, %v; want an empty-token refusal", auth, apis, ex.token, err)
+			}
+			return
 		case len(distinct) > 1:
 			if !errors.Is(err, ErrConflictingTokens) {
 				t.Fatalf("header tokens %q: got %q, %v; want a conflict", want, ex.token, err)
