@@ -204,16 +204,18 @@ func TestE2EOpsCLIAndMetrics(t *testing.T) {
 	}
 	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", r5).expect(t, 401)
 
-	// failed logins, then the limit (3 per address)
+	// failed logins, then the limit (3 per client address and login)
 	oe2eLogin(t, c, "ghost", "x", 401)
 	oe2eLogin(t, c, "carol", "carol-pw", 401)
-	oe2eLogin(t, c, "bob", "wrong", 401)
+	for range 3 {
+		oe2eLogin(t, c, "bob", "wrong", 401)
+	}
 	oe2eLogin(t, c, "bob", "bob-pw", 429)
 
 	m := oe2eScrape(t)
 	want := map[string]float64{
 		`caddy_jwtauth_logins_total{issuer="ops",result="ok"}`:                5,
-		`caddy_jwtauth_logins_total{issuer="ops",result="bad_credentials"}`:   2,
+		`caddy_jwtauth_logins_total{issuer="ops",result="bad_credentials"}`:   4,
 		`caddy_jwtauth_logins_total{issuer="ops",result="disabled"}`:          1,
 		`caddy_jwtauth_logins_total{issuer="ops",result="rate_limited"}`:      1,
 		`caddy_jwtauth_logins_total{issuer="ops",result="error"}`:             0,
