@@ -41,6 +41,7 @@ type App struct {
 	now           func() time.Time
 	needCookieKey bool
 	cookieKey     *lateKey
+	metrics       appMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -58,8 +59,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.cookieKey = new(lateKey)
 	if a.now == nil {
 		a.now = time.Now
+		a.metrics.wallClock = true
 	}
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := a.provisionMetrics(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
@@ -142,7 +144,8 @@ func (a *App) readCookieKey() error {
 }
 
 // Start implements caddy.App: it generates the keys that do not exist yet
-// and opens the issuers' session stores. Until then, validators bound to an
+// and opens the issuers' session stores, then starts the users-file
+// watchers and the per-request metrics. Until then, validators bound to an
 // issuer answer 503 for its tokens, and its endpoints 503.
 func (a *App) Start() error {
 	if a.needCookieKey && a.cookieKey.get() == nil {
@@ -157,16 +160,17 @@ func (a *App) Start() error {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
 	}
-	return nil
+	return a.startOps()
 }
 
-// Stop implements caddy.App. The stores stay open until Cleanup: requests
-// of this config may still be finishing.
-func (a *App) Stop() error { return nil }
+// Stop implements caddy.App: it stops the users-file watchers. The stores
+// stay open until Cleanup: requests of this config may still be finishing.
+func (a *App) Stop() error { a.stopOps(); return nil }
 
 // Cleanup releases shared state (remote key sets, issuer stores) held for
 // this config; the usage pools keep what the next config still uses.
 func (a *App) Cleanup() error {
+	a.stopOps()
 	var errs []error
 	for _, v := range a.Validators {
 		if v != nil {

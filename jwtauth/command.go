@@ -26,8 +26,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "jwtauth",
-		Usage: "user add|passwd|disable|enable --file <users.json> <login> | token --issuer-dir <dir> --sub <sub>",
-		Short: "Manages jwt_issuer users files and mints test tokens",
+		Usage: "user add|passwd|disable|enable --file <users.json> <login> | sessions list|revoke | token --issuer-dir <dir> --sub <sub>",
+		Short: "Manages jwt_issuer users files and sessions, and mints test tokens",
 		Long: `
 Tools for the jwtauth app (jwt_issuer and jwt_auth).
 
@@ -35,6 +35,8 @@ Tools for the jwtauth app (jwt_issuer and jwt_auth).
   caddy jwtauth user passwd --file users.json [--algorithm bcrypt|argon2id] LOGIN
   caddy jwtauth user disable --file users.json LOGIN
   caddy jwtauth user enable --file users.json LOGIN
+  caddy jwtauth sessions list [--issuer NAME] [--login LOGIN] [--address ADDR]
+  caddy jwtauth sessions revoke --issuer NAME (--sid SID | --login LOGIN) [--address ADDR]
   caddy jwtauth token --issuer-dir DIR --sub SUB [--claim k=v]... [--ttl 5m]
 
 Passwords are prompted for twice when stdin is a terminal, or read as one line
@@ -46,8 +48,12 @@ the --algorithm given), with the defaults of 'caddy hash-password' (bcrypt
 when no --algorithm is given). The users file is created with mode
 0600 when missing and always replaced atomically.
 
-A running issuer picks up changes at its next config reload; changing or
-disabling a user then ends that user's sessions.
+A running issuer picks up a users-file change by itself within its
+users_reload_interval (default 5s), without a config reload; changing,
+disabling or removing a user then ends that user's sessions.
+
+The sessions commands talk to a running Caddy through its admin API (as
+'caddy reload' does), so they work while Caddy holds the session store.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(userCommand())
@@ -66,6 +72,11 @@ func userCommand() *cobra.Command {
 	user := &cobra.Command{
 		Use:   "user add|passwd|disable|enable --file <users.json> <login>",
 		Short: "Adds a user, changes a password, disables or enables a user",
+		Long: `
+Edits a jwt_issuer users file, always replacing it atomically. A running
+Caddy picks the change up by itself within the issuer's users_reload_interval
+(default 5s); a changed, disabled or removed user then loses its sessions.
+`,
 	}
 	fileFlag := func(c *cobra.Command) {
 		c.Flags().StringP("file", "f", "", "The users file (JSON); required")
@@ -110,7 +121,7 @@ Adds LOGIN to the users file, prompting for its password.
 
 	disable := &cobra.Command{
 		Use:   "disable --file <users.json> <login>",
-		Short: "Disables a user: logins are refused and sessions end at the next reload",
+		Short: "Disables a user: the running server refuses its logins and ends its sessions within users_reload_interval",
 		Args:  cobra.ExactArgs(1),
 	}
 	fileFlag(disable)

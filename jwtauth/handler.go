@@ -305,7 +305,7 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 		cookie := false
 		var id *identity
 		if err == nil {
-			id, err = v.verifyCtx(r.Context(), ex.token)
+			id, err = v.verifyTimed(r.Context(), ex.token)
 		} else if errors.Is(err, ErrTokenMissing) && v.Cookie != nil {
 			// two identity cookies of one name are refused, as
 			// from_cookie sources refuse theirs

@@ -3,8 +3,6 @@ package jwtauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,11 +55,12 @@ type Issuer struct {
 	// Path of the JSON users file:
 	// {"users":[{"login","password_hash","user_id","disabled","claims"}]},
 	// with bcrypt or argon2id hashes as `caddy hash-password` prints them.
-	// It is read at every config load; a user whose hash, user_id,
-	// claims or disabled flag changed, or who was removed, loses every
-	// session at that load. Claims may not use a registered name (iss, sub,
-	// aud, exp, nbf, iat, jti, sid, user_id, login) in any letter case.
-	// Supports {env.*} placeholders. Required.
+	// It is read at every config load and, while Caddy runs, checked every
+	// users_reload_interval; a user whose hash, user_id, claims or
+	// disabled flag changed, or who was removed, loses every session as
+	// soon as the change is applied. Claims may not use a registered name
+	// (iss, sub, aud, exp, nbf, iat, jti, sid, user_id, login) in any
+	// letter case. Supports {env.*} placeholders. Required.
 	UsersFile string `json:"users_file,omitempty"`
 
 	// Directory of the embedded session store (sessions.db, a bbolt
@@ -142,6 +141,13 @@ type Issuer struct {
 	// them. Default: false.
 	RevokeAccessTokens bool `json:"revoke_access_tokens,omitempty"`
 
+	// How often the running issuer checks users_file for changes (size,
+	// mtime and content hash) and applies them without a config reload. A
+	// changed file is parsed completely first; one that fails to parse is
+	// ignored with an error log and the previous users stay in force. 0
+	// (off in the Caddyfile) disables the check. Default: 5s.
+	UsersReloadInterval *caddy.Duration `json:"users_reload_interval,omitempty"`
+
 	// With revoke_access_tokens and a shared store (Redis): how long the
 	// revocation feed may stay silent before validators bound to this
 	// issuer answer 503 for its tokens. Shorter bounds how late a
@@ -157,8 +163,7 @@ type Issuer struct {
 	sameSite     http.SameSite
 	limitMax     int
 	limitPer     time.Duration
-	users        map[string]*issuerUser
-	fake         fakeCredential
+	ops          *issuerOps // users, users-file watcher, counters
 	redis        *redisOptions // nil: the embedded store
 	poolKey      string
 	maxStaleness time.Duration
@@ -331,6 +336,7 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	// rotates its refresh token
 	zero, noCache := caddy.Duration(0), 0
 	is.self = &Validator{
+		internal:   true,
 		IssuerKeys: name,
 		Types:      []string{"at+jwt"},
 		Leeway:     &zero,
@@ -367,6 +373,9 @@ func (is *Issuer) policy() sessions.Policy { return is.pol }
 // opens (or shares) the session store and ends the sessions of users that
 // changed. The app calls it from Start.
 func (is *Issuer) start() error {
+	if is.acquired {
+		return nil // started already
+	}
 	sg := is.signer
 	if sg == nil {
 		if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
@@ -531,6 +540,8 @@ func (is *Issuer) validate() error {
 		return errors.New("idle_timeout must not be shorter than access_ttl")
 	case is.RotationPeriod > is.RefreshTTL:
 		return errors.New("rotation_period must not exceed refresh_ttl")
+	case is.UsersReloadInterval != nil && *is.UsersReloadInterval < 0:
+		return errors.New("users_reload_interval must not be negative")
 	}
 	ss, err := parseSameSite(is.cookie.SameSite)
 	if err != nil {
@@ -649,47 +660,13 @@ func (is *Issuer) revocationRetry() time.Duration { return max(is.maxStaleness, 
 
 // loadUsers reads the users file and prepares the fake credential.
 func (is *Issuer) loadUsers() error {
-	uf, err := LoadUsersFile(is.UsersFile)
+	t, sig, err := readUsersTable(is.UsersFile)
 	if err != nil {
 		return fmt.Errorf("users_file: %w", err)
 	}
-	is.users = make(map[string]*issuerUser, len(uf.Users))
-	list := make([]*issuerUser, 0, len(uf.Users))
-	for _, u := range uf.Users {
-		cmp, err := hashKind(u.PasswordHash)
-		if err != nil {
-			return fmt.Errorf("users_file: user %q: %w", u.Login, err)
-		}
-		iu := &issuerUser{
-			login: u.Login, userID: u.UserID, hash: []byte(u.PasswordHash), cmp: cmp,
-			disabled: u.Disabled,
-		}
-		_, iu.bcrypt = cmp.(caddyauth.BcryptHash)
-		var claims map[string]json.RawMessage
-		if len(u.Claims) > 0 {
-			if err := json.Unmarshal(u.Claims, &claims); err != nil {
-				return fmt.Errorf("users_file: user %q: claims must be a JSON object", u.Login)
-			}
-		}
-		iu.claims = make(map[string]any, len(claims))
-		for k, v := range claims {
-			if isReservedClaim(k) {
-				return fmt.Errorf("users_file: user %q: claim %q is set by the issuer", u.Login, k)
-			}
-			iu.claims[k] = v
-		}
-		canon, _ := json.Marshal(claims) // sorted keys, compacted values
-		fp := sha256.New()
-		for _, part := range []string{"jwtauth-user-v1", u.Login, u.UserID.String(), u.PasswordHash, strconv.FormatBool(u.Disabled), string(canon)} {
-			fp.Write([]byte(part))
-			fp.Write([]byte{0})
-		}
-		iu.fp = hex.EncodeToString(fp.Sum(nil))
-		is.users[u.Login] = iu
-		list = append(list, iu)
-	}
-	is.fake, err = fakeCredentialFor(list)
-	return err
+	is.ops = &issuerOps{sig: sig}
+	is.ops.users.Store(t)
+	return nil
 }
 
 // fakeHashes caches generated fake hashes by parameters, across reloads.
@@ -769,10 +746,13 @@ var timingFiller = []byte(strings.Repeat("x", maxBcryptPassword))
 // user is enabled. It always runs one full hash comparison, against the
 // user's hash or the fake one, so unknown, disabled and wrong all take the
 // same time and give the same answer. bcrypt passwords over 72 bytes are
-// refused rather than truncated.
-func (is *Issuer) checkPassword(login, password string) *issuerUser {
-	u := is.users[login]
-	hash, cmp, isBcrypt := is.fake.hash, is.fake.cmp, is.fake.bcrypt
+// refused rather than truncated. The result, for the audit log and the
+// metrics only, is ok, bad_credentials or disabled (the right password of a
+// disabled user).
+func (is *Issuer) checkPassword(login, password string) (*issuerUser, string) {
+	t := is.usersTab()
+	u := t.users[login]
+	hash, cmp, isBcrypt := t.fake.hash, t.fake.cmp, t.fake.bcrypt
 	if u != nil {
 		hash, cmp, isBcrypt = u.hash, u.cmp, u.bcrypt
 	}
@@ -782,10 +762,13 @@ func (is *Issuer) checkPassword(login, password string) *issuerUser {
 		pw = timingFiller
 	}
 	ok, err := cmp.Compare(hash, pw)
-	if u == nil || u.disabled || tooLong || err != nil || !ok {
-		return nil
+	if u == nil || tooLong || err != nil || !ok {
+		return nil, resultBadCredentials
 	}
-	return u
+	if u.disabled {
+		return nil, resultDisabled
+	}
+	return u, resultOK
 }
 
 // mintAccess signs an access token for u in session sid. Its exp never
@@ -839,6 +822,7 @@ func (is *Issuer) mintAccess(sg *signer, u *issuerUser, sid string, now, session
 //		revoke_access_tokens {
 //			max_staleness DURATION
 //		}
+//		users_reload_interval DURATION|off
 //	}
 func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := make(map[string]bool)
@@ -903,6 +887,15 @@ func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "revoke_access_tokens":
 			if err = noArgs(d, &is.RevokeAccessTokens); err == nil {
 				err = is.unmarshalRevokeBlock(d)
+			}
+		case "users_reload_interval":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				iv, perr := parseUsersReloadInterval(s)
+				if perr != nil {
+					return d.Errf("users_reload_interval %q: %v", s, perr)
+				}
+				is.UsersReloadInterval = &iv
 			}
 		default:
 			return d.Errf("unrecognized issuer option %q", opt)

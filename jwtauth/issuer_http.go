@@ -46,6 +46,7 @@ var (
 	errLimiterDown        = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login limiter is unavailable; retry later", retryAfter: 5 * time.Second}
 	errLoginAbandoned     = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login was interrupted; retry", retryAfter: time.Second}
 	errNotReady           = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the issuer is starting; retry later", retryAfter: time.Second}
+	errRevocationsUnknown = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "revocations cannot be checked now; retry later", retryAfter: time.Second}
 	errUserMismatch       = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "the refresh token does not belong to user_id", session: true}
 )
 
@@ -468,13 +469,13 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	addr, ctx := clientAddr(r), r.Context()
 	d, err := lim.Before(ctx, addr, login, is.now())
 	if err != nil {
+		is.countLogin(resultError)
 		rq.fail(w, errLimiterDown)
 		return nil
 	}
 	if !d.OK {
-		if c := h.logger.Check(zapcore.DebugLevel, "login refused: too many failures"); c != nil {
-			c.Write(zap.String("client", addr))
-		}
+		is.countLogin(resultRateLimited)
+		is.auditRateLimited(r, login, d.RetryAfter)
 		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter})
 		return nil
 	}
@@ -490,19 +491,20 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 			return nil
 		}
 	}
-	u := is.checkPassword(login, password)
+	u, result := is.checkPassword(login, password)
 	if u == nil {
 		if err := lim.Failed(ctx, addr, login, is.now()); err != nil {
+			is.countLogin(resultError)
 			rq.fail(w, errLimiterDown)
 			return nil
 		}
-		if c := h.logger.Check(zapcore.DebugLevel, "login failed"); c != nil {
-			c.Write(zap.String("client", addr))
-		}
+		is.countLogin(result)
+		is.auditLoginFailed(r, login, result)
 		rq.fail(w, errBadCredentials)
 		return nil
 	}
 	if err := lim.Succeeded(ctx, addr, login, is.now()); err != nil {
+		is.countLogin(resultError)
 		rq.fail(w, errLimiterDown)
 		return nil
 	}
@@ -513,6 +515,8 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	s, rt, revs, err := st.store.Create(ctx, p, sessions.New{Login: u.login, UserID: u.userID.String(), FP: u.fp}, now)
 	is.ended(revs)
 	if err != nil {
+		is.countLogin(resultError)
+		is.noteSessionError(err, "create")
 		rq.fail(w, is.sessionError(err))
 		return nil
 	}
@@ -520,8 +524,11 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	end := p.End(s)
 	at, exp, err := is.mintAccess(run.signer, u, s.SID, now, end)
 	if err != nil {
+		is.countLogin(resultError)
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	is.countLogin(resultOK)
+	is.auditLoginOK(r, u, s.SID)
 	h.setRefreshCookie(w, rt, end, now)
 	res := authenticateResult{
 		Token: at, AccessToken: at, TokenType: "Bearer",
@@ -533,9 +540,6 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	}
 	if !isBrowserRequest(r) {
 		res.RefreshToken = rt
-	}
-	if c := h.logger.Check(zapcore.DebugLevel, "login"); c != nil {
-		c.Write(zap.String("login", u.login), zap.String("sid", s.SID), zap.String("client", addr))
 	}
 	return rq.reply(w, res)
 }
@@ -553,6 +557,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 	run := is.run.Load()
 	tok, e := h.refreshToken(r, rq)
 	if e != nil {
+		is.countRefresh(sessions.ErrUnknown)
 		rq.fail(w, e)
 		return nil
 	}
@@ -575,7 +580,9 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 	}
 	s, revs, err := run.shared.store.Use(ctx, p, tok, now)
 	is.ended(revs)
+	is.countRefresh(err)
 	if err != nil {
+		is.noteSessionError(err, "use")
 		rq.fail(w, is.sessionError(err))
 		return nil
 	}
@@ -607,6 +614,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	run := is.run.Load()
 	tok, e := h.refreshToken(r, rq)
 	if e != nil {
+		is.countRotation(sessions.ErrUnknown)
 		rq.fail(w, e)
 		return nil
 	}
@@ -623,6 +631,8 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	is.ended(revs)
 	switch {
 	case errors.Is(err, sessions.ErrReused), storeFailed(err):
+		is.countRotation(err)
+		is.noteSessionError(err, "rotate")
 		rq.fail(w, is.sessionError(err))
 		return nil
 	case err == nil && hasUID && s.UserID != uid:
@@ -631,6 +641,7 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	}
 	ex, err := extractToken(r, is.self.Sources)
 	if err != nil {
+		is.countRotation(sessions.ErrMismatch)
 		if errors.Is(err, ErrConflictingTokens) {
 			rq.fail(w, badRequest("the request carries different access tokens"))
 		} else {
@@ -639,13 +650,23 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 		return nil
 	}
 	id, err := is.self.verify(ex.token)
+	if errors.Is(err, ErrRevocationUnavailable) {
+		// the revocation feed is silent: the session may be revoked
+		// elsewhere, so neither refuse nor rotate; the client retries
+		is.countRotation(sessions.ErrUnavailable)
+		rq.fail(w, errRevocationsUnknown)
+		return nil
+	}
 	if err != nil || id.sid == "" {
+		is.countRotation(sessions.ErrMismatch)
 		rq.fail(w, &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "the access token is invalid or expired", session: true})
 		return nil
 	}
 	s, newTok, revs, err := run.shared.store.Rotate(ctx, p, tok, id.sid, now)
 	is.ended(revs)
+	is.countRotation(err)
 	if err != nil {
+		is.noteSessionError(err, "rotate")
 		rq.fail(w, is.sessionError(err))
 		return nil
 	}
@@ -686,6 +707,7 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 		is.ended([]sessions.Revocation{rev})
 	}
 	if err != nil {
+		is.noteSessionError(err, "revoke")
 		rq.fail(w, is.sessionError(err))
 		return nil
 	}

@@ -137,10 +137,10 @@ func TestIssuerCredentials(t *testing.T) {
 		}
 	}
 	e.login("long", long) // exactly 72 bytes is fine
-	if cost, err := bcrypt.Cost(e.is.fake.hash); err != nil || cost != bcrypt.MinCost || !e.is.fake.bcrypt {
+	if cost, err := bcrypt.Cost(e.is.usersTab().fake.hash); err != nil || cost != bcrypt.MinCost || !e.is.usersTab().fake.bcrypt {
 		t.Fatalf("fake hash cost %d (%v), want the users' %d", cost, err, bcrypt.MinCost)
 	}
-	if e.is.checkPassword("nobody", "x") != nil {
+	if u, _ := e.is.checkPassword("nobody", "x"); u != nil {
 		t.Fatal("unknown user accepted")
 	}
 }

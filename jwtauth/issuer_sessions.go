@@ -52,20 +52,15 @@ func (is *Issuer) ended(revs []sessions.Revocation) {
 			}
 			ss.deny.add(r.SID, at.Add(is.pol.Retain), now)
 		}
-		fields := []zap.Field{zap.String("sid", r.SID), zap.String("login", r.Login), zap.String("reason", string(r.Reason))}
-		if r.Reason == sessions.ReasonReuse {
-			is.audit.Warn("refresh token reuse detected: session revoked", fields...)
-		} else {
-			is.audit.Info("session revoked", fields...)
-		}
 	}
+	is.recordRevocations(revs)
 }
 
 // userCurrent reports whether s belongs to a user of this config whose
 // hash, user_id, claims and disabled flag are those the session started
 // with.
 func (is *Issuer) userCurrent(s sessions.Session) (*issuerUser, bool) {
-	u := is.users[s.Login]
+	u := is.user(s.Login)
 	if u == nil || u.disabled || u.fp != s.FP {
 		return nil, false
 	}
@@ -92,12 +87,7 @@ func (is *Issuer) endChangedUsers(ss *sharedStore, fresh bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), startupScanTimeout)
 	defer cancel()
 	now := is.now()
-	fps := make(map[string]string, len(is.users))
-	for login, u := range is.users {
-		if !u.disabled {
-			fps[login] = u.fp
-		}
-	}
+	fps := fingerprints(is.usersTab())
 	prev := ss.fps.Swap(&fps)
 	var err error
 	if fresh || prev == nil {
@@ -126,6 +116,17 @@ func (is *Issuer) endChangedUsers(ss *sharedStore, fresh bool) {
 	if err != nil {
 		is.logger.Error("ending the sessions of changed users; they are refused at their next use", zap.Error(err))
 	}
+}
+
+// fingerprints returns login -> fp of the enabled users of t.
+func fingerprints(t *usersTable) map[string]string {
+	fps := make(map[string]string, len(t.users))
+	for login, u := range t.users {
+		if !u.disabled {
+			fps[login] = u.fp
+		}
+	}
+	return fps
 }
 
 // listSessions returns the live sessions of login, or of every login when

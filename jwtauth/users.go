@@ -31,8 +31,8 @@ type User struct {
 	PasswordHash string `json:"password_hash"`
 	// The user id put in issued tokens (odoo_jwt's user_id). Required.
 	UserID json.Number `json:"user_id"`
-	// A disabled user cannot log in, and loses its sessions at the next
-	// config load. Default: false.
+	// A disabled user cannot log in, and loses its sessions when the
+	// issuer notices the change (users_reload_interval). Default: false.
 	Disabled bool `json:"disabled,omitempty"`
 	// Extra claims for the user's access tokens, e.g. email, partner_id,
 	// roles; registered claim names are refused. Default: none.
@@ -60,6 +60,11 @@ func LoadUsersFile(path string) (*UsersFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseUsersFile(path, data)
+}
+
+// parseUsersFile validates the content of the users file at path.
+func parseUsersFile(path string, data []byte) (*UsersFile, error) {
 	var uf UsersFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -111,7 +111,9 @@ type Validator struct {
 	cookieKey   *lateKey
 	cache       *tokenCache
 	counters    resultCounters
+	internal    bool // the issuer's own verifier: no metrics
 	retry       *retryPolicy // tests: the remote set's retry schedule
+	validatorMetrics
 
 	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
 	warnedCookieHTTP atomic.Int64
@@ -401,7 +403,7 @@ func (v *Validator) provision(ctx caddy.Context, name string, app *App) error {
 	if size > 0 {
 		v.cache = newTokenCache(size)
 	}
-	v.counters = newResultCounters(name)
+	v.provisionMetrics(name, app)
 	return nil
 }
 
@@ -460,16 +462,20 @@ var jwsChars = func() (t [256]bool) {
 // allowed: cheap structural and claim checks run first, so an expired or
 // foreign token never costs a key lookup, a JWKS fetch or a signature check.
 func (v *Validator) verify(tok string) (*identity, error) {
-	return v.verifyCtx(context.Background(), tok)
+	return v.verifyAt(context.Background(), tok, v.now())
 }
 
 // verifyCtx is verify for a request: a JWKS refresh for an unknown kid is
 // waited for only while ctx lasts.
-func (v *Validator) verifyCtx(ctx context.Context, tok string) (_ *identity, err error) {
+func (v *Validator) verifyCtx(ctx context.Context, tok string) (*identity, error) {
+	return v.verifyAt(ctx, tok, v.now())
+}
+
+// verifyAt is verifyCtx at the time now.
+func (v *Validator) verifyAt(ctx context.Context, tok string, now time.Time) (_ *identity, err error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
-	now := v.now()
 	var th uint64 // the token's cache hash, computed once
 	if v.cache != nil {
 		th = v.cache.hash(tok)
