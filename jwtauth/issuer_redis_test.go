@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/redisstore"
 )
 
 // redisNodes starts a real redis-server and two issuers sharing it, as two
@@ -53,13 +55,30 @@ func redisNodes(t *testing.T, srv *redistest.Server) (a, b *itEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lim, err := ss.store.(*redisstore.Store).Limiter(limiterConfig(b.is.limitMax, b.is.limitPer))
+	if err != nil {
+		t.Fatal(err)
+	}
 	shared := b.is.run.Load()
-	b.is.run.Store(&issuerRun{signer: shared.signer, shared: ss})
+	b.is.run.Store(&issuerRun{signer: shared.signer, shared: ss, limiter: lim})
 	t.Cleanup(func() { b.is.run.Store(shared); _ = ss.Destruct() })
 	if a.is.shared() == b.is.shared() {
 		t.Fatal("the nodes share a store in memory")
 	}
 	return a, b
+}
+
+// TestIssuerRedisLoginLimitShared: with store redis, login_limit counts
+// across nodes: failures through node A refuse the same client and login on
+// node B, while another client still logs in there.
+func TestIssuerRedisLoginLimitShared(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := redisNodes(t, srv)
+	for i := range 5 {
+		a.do(itReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"wrong-` + strconv.Itoa(i) + `"}`}).expect(t, 401, "invalid_grant")
+	}
+	b.do(itReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 429, "too_many_requests")
+	b.do(itReq{path: "/authenticate", ip: "203.0.113.10", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 200, "")
 }
 
 // eventually polls cond every 10ms until it holds or within passes, and

@@ -182,6 +182,23 @@ func TestRevocationFeed(t *testing.T) {
 	}
 }
 
+// TestRotationWhileFeedSilent: a rotation whose access token cannot be
+// checked for revocation (the feed is silent) is 503 with Retry-After, not
+// 401: the session may be fine, and the client keeps it and retries.
+func TestRotationWhileFeedSilent(t *testing.T) {
+	e, ss := feedEnv(t)
+	ss.Heard(time.Time{})
+	access, rt := e.login("alice", "alice-password")
+	e.clock.Add(2 * time.Second) // silent past max_staleness
+	res := e.rotate(rt, access)
+	res.expect(t, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if res.Header().Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	ss.Heard(time.Time{})
+	e.mustRotate(rt, access)
+}
+
 // status serves a request with the access token through jwt_auth.
 func (e *itEnv) status(access string) (int, http.Header) {
 	e.t.Helper()
