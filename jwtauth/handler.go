@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -179,20 +180,15 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 		h.validators = append(h.validators, v)
 	}
 	for _, fc := range h.ForwardClaims {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(fc.Header))
+		h.strip = append(h.strip, normalizeHeaderName(fc.Header))
 	}
 	if h.ForwardPayload != "" {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(h.ForwardPayload))
+		h.strip = append(h.strip, normalizeHeaderName(h.ForwardPayload))
 	}
+	slices.Sort(h.strip)
+	h.strip = slices.Compact(h.strip)
 	h.cop = http.NewCrossOriginProtection()
 	return nil
-}
-
-func appendUnique(list []string, s string) []string {
-	if contains(list, s) {
-		return list
-	}
-	return append(list, s)
 }
 
 // Validate checks the handler's own options.

@@ -1,0 +1,477 @@
+package jwtauth
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// This file is the verification pipeline, top-down: the cached entry point
+// (verifyCtx), the uncached verification (verifyUncached), the header, the
+// registered claims (one function each), the signature, and the identity.
+// The strict JOSE and JSON reading it relies on is in jose.go and claims.go,
+// the keys and algorithms in keys.go.
+
+// maxTokenSize bounds a token before any parsing: no legitimate access token
+// comes near it, and a bound keeps decoding cost predictable.
+const maxTokenSize = 8 << 10
+
+// localIssuer is what a validator bound with issuer_keys needs from a local
+// jwt_issuer.
+type localIssuer interface {
+	verificationKeys() *keySet
+	issuerClaim() string
+	issuedAudiences() []string
+	// revoked reports whether the session sid has been revoked; it is
+	// false for every sid when revoke_access_tokens is off.
+	revoked(sid string) bool
+}
+
+// identity is a verified token (or identity cookie). It is immutable once
+// built, so it can be shared by the cache and concurrent requests.
+type identity struct {
+	v          *Validator
+	token      string     // the exact token; empty for a cookie
+	payloadB64 string     // the token's payload segment
+	payload    jsonObject // its decoded JSON
+	exp        time.Time
+	userID     string
+	partnerID  string
+	sid        string
+	key        *verKey // the key that verified it; nil for a cookie
+	gen        uint64  // remote key generation at verification
+}
+
+// claim returns a claim rendered as a string.
+func (id *identity) claim(name string) (string, bool) {
+	raw, ok := id.payload.get(name)
+	if !ok {
+		return "", false
+	}
+	return claimString(raw), true
+}
+
+// verify checks a token and returns the identity it carries. It never
+// consults the token for anything but the kid and an alg that must already be
+// allowed: cheap structural and claim checks run first, so an expired or
+// foreign token never costs a key lookup, a JWKS fetch or a signature check.
+func (v *Validator) verify(tok string) (*identity, error) {
+	return v.verifyCtx(context.Background(), tok)
+}
+
+// verifyCtx is verify for a request: a JWKS refresh for an unknown kid is
+// waited for only while ctx lasts. It is the token cache around
+// verifyUncached: a cached identity is re-checked (stillValid) instead of
+// verified again, and a refusal that cannot heal is remembered.
+func (v *Validator) verifyCtx(ctx context.Context, tok string) (*identity, error) {
+	if len(tok) > maxTokenSize {
+		return nil, ErrTokenTooLarge
+	}
+	now := v.now()
+	if v.cache == nil {
+		return v.verifyUncached(ctx, tok, now)
+	}
+	k := v.cache.key(tok)
+	if id := v.cache.get(k); id != nil {
+		if err := v.stillValid(id, now); err == nil {
+			return id, nil
+		}
+		v.cache.remove(k)
+	}
+	// The negative cache: a refusal that neither passing time nor the
+	// same keys can turn into an acceptance is remembered, so a repeated
+	// bad token is refused without being parsed again.
+	gen := v.keyGeneration()
+	if err := v.cache.refused(k, gen); err != nil {
+		return nil, err
+	}
+	id, err := v.verifyUncached(ctx, tok, now)
+	if err != nil {
+		if v.lastingRefusal(err) {
+			v.cache.putRefused(k, gen, err)
+		}
+		return nil, err
+	}
+	v.cache.put(k, id)
+	return id, nil
+}
+
+// keyGeneration identifies the current remote key set (0 without one), so
+// refusals remembered under other keys are not used.
+func (v *Validator) keyGeneration() uint64 {
+	if v.remote == nil {
+		return 0
+	}
+	return v.remote.generation.Load()
+}
+
+// lastingRefusal reports whether a refusal cannot change while the keys stay
+// the same and time moves forward, so the negative cache may remember it: a
+// malformed token, a wrong iss or aud, a missing claim, an expired token
+// (expiry only gets truer), a bad signature. A token that is not valid yet
+// (nbf, iat), one that is unverifiable (an unknown kid, whose key a refresh
+// may bring, or an alg or typ outside the allow-list) and a revoked session
+// are not lasting; nor is a bad signature against a local issuer, whose keys
+// carry no generation.
+func (v *Validator) lastingRefusal(err error) bool {
+	ae, ok := err.(*authError)
+	if !ok {
+		return false
+	}
+	switch ae.err {
+	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked:
+		return false
+	case ErrTokenSignature:
+		return v.issuer == nil
+	}
+	return true
+}
+
+// stillValid re-checks a cached identity: its exp (with leeway), that its
+// key is still published, and that its session is not revoked. Keys from a
+// remote JWKS (withdrawn, or all of them past max_stale) or from a local
+// issuer can go away; configured keys cannot.
+func (v *Validator) stillValid(id *identity, now time.Time) error {
+	if !now.Before(id.exp.Add(v.leeway)) {
+		return ErrTokenExpired
+	}
+	if k := id.key; k != nil && (v.remote != nil || v.issuer != nil) && !v.static.contains(k) {
+		published := v.issuer != nil && v.issuer.verificationKeys().contains(k)
+		if !published && v.remote != nil {
+			published = v.remote.current().contains(k)
+		}
+		if !published {
+			return ErrTokenUnverifiable
+		}
+	}
+	return v.checkRevoked(id)
+}
+
+// verifyUncached checks a token without the cache: structure, header,
+// claims, signature, identity, in that order.
+func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Time) (*identity, error) {
+	d1, d2, err := splitJWS(tok)
+	if err != nil {
+		return nil, err
+	}
+	// The header and the signature share one short-lived buffer, sized
+	// exactly (stack arrays would escape through parseHeader and Verify);
+	// the payload gets its own, as the identity keeps it.
+	buf := make([]byte, b64.DecodedLen(d1)+b64.DecodedLen(len(tok)-d2-1))
+	hdr, err := decodeSegment(buf, tok[:d1])
+	if err != nil {
+		return nil, malformed("header is not strict base64url")
+	}
+	h, err := v.parseHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+
+	payload, err := b64.DecodeString(tok[d1+1 : d2])
+	if err != nil {
+		return nil, malformed("payload is not strict base64url")
+	}
+	id := &identity{v: v, token: tok, payloadB64: tok[d1+1 : d2], payload: payload}
+	if err := v.checkClaims(id, now); err != nil {
+		return nil, err
+	}
+
+	sig, err := decodeSegment(buf[len(hdr):], tok[d2+1:])
+	if err != nil {
+		return nil, malformed("signature is not strict base64url")
+	}
+	key, gen, err := v.findKeyAndVerify(ctx, h, tok[:d2], sig)
+	if err != nil {
+		return nil, err
+	}
+	id.key, id.gen = key, gen
+	if err := v.checkIdentity(id); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// registered holds the raw values of the registered claims the checks read.
+type registered struct {
+	exp, nbf, iat, iss, aud, sid []byte
+}
+
+// checkClaims validates the payload before any key is touched: structure,
+// duplicates, then each registered claim (exp, nbf, iat, iss, aud). It
+// fills id.exp and id.sid.
+func (v *Validator) checkClaims(id *identity, now time.Time) error {
+	if !json.Valid(id.payload) {
+		return malformed("payload is not JSON")
+	}
+	c, err := v.scanClaims(id.payload)
+	if err != nil {
+		return err
+	}
+	if err := v.verifyExpiresAt(id, c.exp, now); err != nil {
+		return err
+	}
+	if err := v.verifyNotBefore(c.nbf, now); err != nil {
+		return err
+	}
+	if err := v.verifyIssuedAt(id, c.iat, now); err != nil {
+		return err
+	}
+	if err := v.verifyIssuer(c.iss); err != nil {
+		return err
+	}
+	if err := v.verifyAudience(c.aud); err != nil {
+		return err
+	}
+	if c.sid != nil {
+		id.sid, _ = decodeString(c.sid)
+	}
+	return nil
+}
+
+// scanClaims reads the registered claims in one pass over the payload,
+// refusing a duplicate of any tracked claim and a name that differs from
+// one only in case.
+func (v *Validator) scanClaims(payload jsonObject) (registered, error) {
+	var c registered
+	var seen uint64
+	var bad string
+	err := payload.each(func(k, val []byte) bool {
+		name := rawKey(k)
+		for i, want := range v.tracked {
+			if string(name) == want {
+				if seen&(1<<i) != 0 {
+					bad = "duplicate " + want + " claim"
+					return false
+				}
+				seen |= 1 << i
+			} else if strings.EqualFold(string(name), want) {
+				bad = "claim " + string(name) + " collides with " + want
+				return false
+			}
+		}
+		switch string(name) {
+		case "exp":
+			c.exp = val
+		case "nbf":
+			c.nbf = val
+		case "iat":
+			c.iat = val
+		case "iss":
+			c.iss = val
+		case "aud":
+			c.aud = val
+		case "sid":
+			c.sid = val
+		}
+		return true
+	})
+	if err != nil {
+		return c, malformed("payload is not a JSON object")
+	}
+	if bad != "" {
+		return c, malformed(bad)
+	}
+	return c, nil
+}
+
+// verifyExpiresAt requires exp and refuses a token past it (with leeway).
+// It sets id.exp.
+func (v *Validator) verifyExpiresAt(id *identity, exp []byte, now time.Time) error {
+	if exp == nil {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
+	}
+	f, err := numericDateClaim(exp, "exp")
+	if err != nil {
+		return err
+	}
+	id.exp = numericDate(f)
+	if !now.Before(id.exp.Add(v.leeway)) {
+		return invalidToken(reasonExpired, ErrTokenExpired, "token expired")
+	}
+	return nil
+}
+
+// verifyNotBefore refuses a token used before its nbf (with leeway).
+func (v *Validator) verifyNotBefore(nbf []byte, now time.Time) error {
+	if nbf == nil {
+		return nil
+	}
+	f, err := numericDateClaim(nbf, "nbf")
+	if err != nil {
+		return err
+	}
+	if now.Add(v.leeway).Before(numericDate(f)) {
+		return invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
+	}
+	return nil
+}
+
+// verifyIssuedAt refuses a token used before its iat (with leeway) and,
+// under max_lifetime, one without iat or living longer. It needs id.exp.
+func (v *Validator) verifyIssuedAt(id *identity, iat []byte, now time.Time) error {
+	if iat == nil {
+		if v.MaxLifetime > 0 {
+			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat claim required by max_lifetime")
+		}
+		return nil
+	}
+	f, err := numericDateClaim(iat, "iat")
+	if err != nil {
+		return err
+	}
+	issued := numericDate(f)
+	if now.Add(v.leeway).Before(issued) {
+		return invalidToken(reasonInvalid, ErrTokenUsedBeforeIAT, "token used before issued")
+	}
+	if v.MaxLifetime > 0 && id.exp.Sub(issued) > time.Duration(v.MaxLifetime) {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token lifetime exceeds max_lifetime")
+	}
+	return nil
+}
+
+// verifyIssuer requires iss to equal one of the accepted issuers exactly.
+func (v *Validator) verifyIssuer(iss []byte) error {
+	if !stringIn(iss, v.Issuers) {
+		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
+	}
+	return nil
+}
+
+// verifyAudience requires aud, a string or an array of strings, to hold one
+// of the accepted audiences.
+func (v *Validator) verifyAudience(aud []byte) error {
+	if aud != nil && !stringOrStrings(aud) {
+		return invalidToken(reasonInvalid, ErrInvalidAudience, "aud must be a string or an array of strings")
+	}
+	if aud == nil || !claimHas(aud, false, v.Audiences) {
+		return invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
+	}
+	return nil
+}
+
+// findKeyAndVerify checks the signature with the configured keys that may
+// verify h.alg, refreshing a remote set once (rate limited) for an unknown
+// kid. A token without a kid is refused when the remote set holds more than
+// one key for its algorithm: trying each would let one forged token cost N
+// signature checks.
+func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput string, sig []byte) (*verKey, uint64, error) {
+	tried := false
+	try := func(ks *keySet) (*verKey, error) {
+		for _, k := range ks.candidates(string(h.kid)) {
+			if !k.algs.has(h.alg) {
+				continue
+			}
+			tried = true
+			if err := h.alg.method.Verify(signingInput, sig, k.key); err == nil {
+				return k, nil
+			}
+		}
+		return nil, nil
+	}
+	if k, _ := try(v.static); k != nil {
+		return k, 0, nil
+	}
+	if v.issuer != nil {
+		if k, _ := try(v.issuer.verificationKeys()); k != nil {
+			return k, 0, nil
+		}
+	}
+	if v.remote != nil {
+		gen := v.remote.generation.Load()
+		ks := v.remote.current()
+		if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+			return nil, 0, errKIDRequired
+		}
+		if k, _ := try(ks); k != nil {
+			return k, gen, nil
+		}
+		// an unknown kid, or no usable keys at all (the endpoint was down
+		// at start-up or is past max_stale): one rate-limited refresh
+		if !tried && (len(h.kid) > 0 || ks == nil) && v.remote.refreshForUnknownKID(ctx, gen) {
+			gen = v.remote.generation.Load()
+			ks = v.remote.current()
+			if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
+				return nil, 0, errKIDRequired
+			}
+			if k, _ := try(ks); k != nil {
+				return k, gen, nil
+			}
+		}
+	}
+	if !tried {
+		return nil, 0, invalidToken(reasonInvalid, ErrTokenUnverifiable, "no key for this kid and alg")
+	}
+	return nil, 0, invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
+}
+
+// errKIDRequired refuses a kid-less token that several keys of a remote set
+// could have signed.
+var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
+
+// checkIdentity resolves the user and partner ids and checks revocation.
+func (v *Validator) checkIdentity(id *identity) error {
+	if err := v.resolveUserID(id); err != nil {
+		return err
+	}
+	if err := v.resolvePartnerID(id); err != nil {
+		return err
+	}
+	return v.checkRevoked(id)
+}
+
+// resolveUserID sets id.userID from the configured claim or static value.
+func (v *Validator) resolveUserID(id *identity) error {
+	if v.UserID.Static != "" {
+		id.userID = v.UserID.Static
+		return nil
+	}
+	raw, ok := id.payload.get(v.UserID.Claim)
+	if !ok || !isScalar(raw) {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no usable "+v.UserID.Claim+" claim")
+	}
+	id.userID = claimString(raw)
+	if id.userID == "" {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "empty "+v.UserID.Claim+" claim")
+	}
+	return nil
+}
+
+// resolvePartnerID sets id.partnerID, when a partner claim is configured.
+func (v *Validator) resolvePartnerID(id *identity) error {
+	if v.PartnerID == nil {
+		return nil
+	}
+	raw, ok := id.payload.get(v.PartnerID.Claim)
+	if ok && isScalar(raw) {
+		id.partnerID = claimString(raw)
+	}
+	if id.partnerID == "" && v.PartnerID.Required {
+		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no "+v.PartnerID.Claim+" claim")
+	}
+	return nil
+}
+
+// checkRevoked refuses a token whose session the local issuer has revoked.
+// It is the one place the pipeline asks the issuer about revocation, for a
+// fresh token and for a cache hit alike.
+func (v *Validator) checkRevoked(id *identity) error {
+	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
+		return invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+	}
+	return nil
+}
+
+// authorize applies the require rules.
+func (v *Validator) authorize(id *identity) error {
+	for _, rq := range v.Require {
+		raw, ok := id.payload.get(rq.Claim)
+		if !ok || !claimHas(raw, rq.Claim == "scope" || rq.Claim == "scp", rq.Values) {
+			return &authError{
+				status: 403, code: "insufficient_scope", reason: reasonForbidden,
+				desc: "claim " + rq.Claim + " lacks a required value", err: ErrInsufficientScope,
+			}
+		}
+	}
+	return nil
+}
