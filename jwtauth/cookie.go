@@ -238,13 +238,14 @@ func (v *Validator) verifyCookie(value string) (*identity, error) {
 		return nil, invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
 	}
 	id := &identity{v: v, payloadB64: payloadB64, payload: payload}
-	if err := v.checkClaims(id, now); err != nil {
+	c, err := v.checkClaims(id, now)
+	if err != nil {
 		return nil, err
 	}
 	if !now.Before(id.exp) {
 		return nil, invalidToken(reasonExpired, ErrTokenExpired, "token expired")
 	}
-	if err := v.checkIdentity(id); err != nil {
+	if err := v.checkIdentity(id, &c); err != nil {
 		return nil, err
 	}
 	return id, nil

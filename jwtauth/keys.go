@@ -6,14 +6,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"hash"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -132,8 +135,48 @@ type verKey struct {
 	kid    string
 	key    any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 	family algFamily
-	algs   algSet // the algorithms this key may verify: its family ∩ configuration
-	source string // where it came from, for error messages
+	algs   algSet           // the algorithms this key may verify: its family ∩ configuration
+	source string           // where it came from, for error messages
+	hmacs  [3]*hmacVerifier // HMAC keys: keyed states for HS256/384/512, by alg bit
+}
+
+// verify reports whether sig is a's signature of signingInput under k.
+func (k *verKey) verify(a *algInfo, signingInput string, sig []byte) bool {
+	if int(a.bit) < len(k.hmacs) && k.hmacs[a.bit] != nil {
+		return k.hmacs[a.bit].verify(signingInput, sig)
+	}
+	return a.method.Verify(signingInput, sig, k.key) == nil
+}
+
+// hmacVerifier checks HMAC signatures with keyed states kept in a pool: a
+// verification costs a Reset, not hmac.New's two hash allocations and key
+// schedule, and no allocation for its input or output.
+type hmacVerifier struct {
+	pool sync.Pool // of *hmacState
+}
+
+type hmacState struct {
+	mac hash.Hash
+	in  []byte   // the signing input, copied: hash.Hash takes bytes
+	out [64]byte // room for the largest MAC (HS512)
+}
+
+func newHMACVerifier(h crypto.Hash, secret []byte) *hmacVerifier {
+	hv := new(hmacVerifier)
+	hv.pool.New = func() any { return &hmacState{mac: hmac.New(h.New, secret)} }
+	return hv
+}
+
+func (hv *hmacVerifier) verify(signingInput string, sig []byte) bool {
+	st := hv.pool.Get().(*hmacState)
+	st.in = append(st.in[:0], signingInput...)
+	st.mac.Write(st.in)
+	ok := hmac.Equal(sig, st.mac.Sum(st.out[:0]))
+	st.mac.Reset()
+	if cap(st.in) <= maxTokenSize {
+		hv.pool.Put(st)
+	}
+	return ok
 }
 
 // keyFamily classifies a public key or secret.
@@ -201,7 +244,15 @@ func newVerKey(kid string, key any, allowed algSet, jwkAlg, source string) (*ver
 		}
 		algs = 1 << a.bit
 	}
-	return &verKey{kid: kid, key: key, family: fam, algs: algs, source: source}, nil
+	k := &verKey{kid: kid, key: key, family: fam, algs: algs, source: source}
+	if fam == famHMAC {
+		for _, a := range algorithms {
+			if algs.has(a) {
+				k.hmacs[a.bit] = newHMACVerifier(a.method.(*jwt.SigningMethodHMAC).Hash, key.([]byte))
+			}
+		}
+	}
+	return k, nil
 }
 
 // keySet is an immutable collection of keys, indexed by kid.

@@ -96,12 +96,16 @@ type Validator struct {
 	issuer    localIssuer
 	leeway    time.Duration
 	tracked   []string // claims whose duplicates or case-variants are refused
-	now       func() time.Time
-	logger    *zap.Logger
-	cookieKey []byte
-	cache     *tokenCache
-	counters  resultCounters
-	retry     *retryPolicy // tests: the remote set's retry schedule
+	// trackedFold is tracked in lower case, or nil (see trackedClaim)
+	trackedFold  []string
+	userClaim    int // index in tracked of the user id claim, or -1
+	partnerClaim int // index in tracked of the partner id claim, or -1
+	now          func() time.Time
+	logger       *zap.Logger
+	cookieKey    []byte
+	cache        *tokenCache
+	counters     resultCounters
+	retry        *retryPolicy // tests: the remote set's retry schedule
 
 	warnedCookieSize atomic.Int64 // unix nanoseconds of the last warning
 	warnedCookieHTTP atomic.Int64
@@ -160,8 +164,23 @@ type ClaimRequirement struct {
 }
 
 // registeredClaims are always guarded against duplicates and case variants;
-// sid is included because revocation keys on it.
-var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid"}
+// sid is included because revocation keys on it. They are the first tracked
+// claims, at these indexes.
+var registeredClaims = []string{
+	claimISS: "iss", claimSUB: "sub", claimAUD: "aud", claimEXP: "exp",
+	claimNBF: "nbf", claimIAT: "iat", claimJTI: "jti", claimSID: "sid",
+}
+
+const (
+	claimISS = iota
+	claimSUB
+	claimAUD
+	claimEXP
+	claimNBF
+	claimIAT
+	claimJTI
+	claimSID
+)
 
 // provision prepares v. The owning app calls it. Like Issuer's, it runs in
 // three steps: defaults, then the key sources (which may fill iss and aud
@@ -218,7 +237,27 @@ func (v *Validator) setDefaults(name string, app *App) error {
 	if len(v.tracked) > 64 {
 		return fmt.Errorf("too many distinct claims configured (%d > 64)", len(v.tracked))
 	}
+	v.userClaim = slices.Index(v.tracked, v.UserID.Claim) // -1 for a static user id
+	v.partnerClaim = -1
+	if v.PartnerID != nil {
+		v.partnerClaim = slices.Index(v.tracked, v.PartnerID.Claim)
+	}
+	v.trackedFold = foldedNames(v.tracked)
 	return nil
+}
+
+// foldedNames returns the lower-case forms of names, or nil unless every
+// name is ASCII, of at most maxFoldedName bytes, and unique in that form.
+func foldedNames(names []string) []string {
+	folded := make([]string, len(names))
+	for i, n := range names {
+		lower, ok := asciiLower(make([]byte, len(n)), []byte(n))
+		if !ok || len(n) > maxFoldedName || slices.Contains(folded[:i], string(lower)) {
+			return nil
+		}
+		folded[i] = string(lower)
+	}
+	return folded
 }
 
 // provisionKeys resolves the configured algorithms and loads every key

@@ -173,7 +173,8 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 		return nil, malformed("payload is not strict base64url")
 	}
 	id := &identity{v: v, token: tok, payloadB64: tok[d1+1 : d2], payload: payload}
-	if err := v.checkClaims(id, now); err != nil {
+	c, err := v.checkClaims(id, now)
+	if err != nil {
 		return nil, err
 	}
 
@@ -186,83 +187,112 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 		return nil, err
 	}
 	id.key, id.gen = key, gen
-	if err := v.checkIdentity(id); err != nil {
+	if err := v.checkIdentity(id, &c); err != nil {
 		return nil, err
 	}
 	return id, nil
 }
 
-// registered holds the raw values of the registered claims the checks read.
+// registered holds the raw values the checks read, found in one pass: the
+// registered claims and the user and partner id claims.
 type registered struct {
 	exp, nbf, iat, iss, aud, sid []byte
+	user, partner                []byte
+}
+
+// set records the value of the tracked claim at index i.
+func (c *registered) set(v *Validator, i int, val []byte) {
+	switch i {
+	case claimISS:
+		c.iss = val
+	case claimAUD:
+		c.aud = val
+	case claimEXP:
+		c.exp = val
+	case claimNBF:
+		c.nbf = val
+	case claimIAT:
+		c.iat = val
+	case claimSID:
+		c.sid = val
+	}
+	if i == v.userClaim {
+		c.user = val
+	}
+	if i == v.partnerClaim {
+		c.partner = val
+	}
 }
 
 // checkClaims validates the payload before any key is touched: structure,
 // duplicates, then each registered claim (exp, nbf, iat, iss, aud). It
-// fills id.exp and id.sid.
-func (v *Validator) checkClaims(id *identity, now time.Time) error {
+// fills id.exp and id.sid, and returns the claim values checkIdentity needs.
+func (v *Validator) checkClaims(id *identity, now time.Time) (registered, error) {
 	if !json.Valid(id.payload) {
-		return malformed("payload is not JSON")
+		return registered{}, malformed("payload is not JSON")
 	}
 	c, err := v.scanClaims(id.payload)
 	if err != nil {
-		return err
+		return c, err
 	}
 	if err := v.verifyExpiresAt(id, c.exp, now); err != nil {
-		return err
+		return c, err
 	}
 	if err := v.verifyNotBefore(c.nbf, now); err != nil {
-		return err
+		return c, err
 	}
 	if err := v.verifyIssuedAt(id, c.iat, now); err != nil {
-		return err
+		return c, err
 	}
 	if err := v.verifyIssuer(c.iss); err != nil {
-		return err
+		return c, err
 	}
 	if err := v.verifyAudience(c.aud); err != nil {
-		return err
+		return c, err
 	}
 	if c.sid != nil {
 		id.sid, _ = decodeString(c.sid)
 	}
-	return nil
+	return c, nil
 }
 
-// scanClaims reads the registered claims in one pass over the payload,
-// refusing a duplicate of any tracked claim and a name that differs from
-// one only in case.
+// maxFoldedName bounds the claim names scanClaims folds on the stack.
+const maxFoldedName = 64
+
+// scanClaims reads the tracked claims in one pass over the payload,
+// refusing a duplicate of any of them and a name that differs from one
+// only in case (strings.EqualFold).
 func (v *Validator) scanClaims(payload jsonObject) (registered, error) {
 	var c registered
 	var seen uint64
 	var bad string
+	mark := func(i int, val []byte) bool {
+		if seen&(1<<i) != 0 {
+			bad = "duplicate " + v.tracked[i] + " claim"
+			return false
+		}
+		seen |= 1 << i
+		c.set(v, i, val)
+		return true
+	}
 	err := payload.each(func(k, val []byte) bool {
 		name := rawKey(k)
+		if i, exact, ok := v.foldedClaim(name); ok {
+			if i >= 0 && !exact {
+				bad = "claim " + string(name) + " collides with " + v.tracked[i]
+				return false
+			}
+			return i < 0 || mark(i, val)
+		}
 		for i, want := range v.tracked {
 			if string(name) == want {
-				if seen&(1<<i) != 0 {
-					bad = "duplicate " + want + " claim"
+				if !mark(i, val) {
 					return false
 				}
-				seen |= 1 << i
 			} else if strings.EqualFold(string(name), want) {
 				bad = "claim " + string(name) + " collides with " + want
 				return false
 			}
-		}
-		switch string(name) {
-		case "exp":
-			c.exp = val
-		case "nbf":
-			c.nbf = val
-		case "iat":
-			c.iat = val
-		case "iss":
-			c.iss = val
-		case "aud":
-			c.aud = val
-		case "sid":
-			c.sid = val
 		}
 		return true
 	})
@@ -273,6 +303,43 @@ func (v *Validator) scanClaims(payload jsonObject) (registered, error) {
 		return c, malformed(bad)
 	}
 	return c, nil
+}
+
+// foldedClaim is the fast path of scanClaims. When every tracked name is
+// ASCII and they differ pairwise in more than case (trackedFold), an ASCII
+// name can equal at most one of them, exactly or case-insensitively, and
+// comparing lower-case forms finds it: i is its index, or -1. ok is false
+// when the fast path does not apply.
+func (v *Validator) foldedClaim(name []byte) (i int, exact, ok bool) {
+	if v.trackedFold == nil || len(name) > maxFoldedName {
+		return 0, false, false
+	}
+	var buf [maxFoldedName]byte
+	lower, ok := asciiLower(buf[:len(name)], name)
+	if !ok {
+		return 0, false, false
+	}
+	for i, want := range v.trackedFold {
+		if string(lower) == want {
+			return i, string(name) == v.tracked[i], true
+		}
+	}
+	return -1, false, true
+}
+
+// asciiLower writes the lower-case form of an ASCII name into dst (of the
+// same length); ok is false if name holds a byte outside ASCII.
+func asciiLower(dst, name []byte) (_ []byte, ok bool) {
+	for i, b := range name {
+		if b >= 0x80 {
+			return nil, false
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		dst[i] = b
+	}
+	return dst, true
 }
 
 // verifyExpiresAt requires exp and refuses a token past it (with leeway).
@@ -363,7 +430,7 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 				continue
 			}
 			tried = true
-			if err := h.alg.method.Verify(signingInput, sig, k.key); err == nil {
+			if k.verify(h.alg, signingInput, sig) {
 				return k, nil
 			}
 		}
@@ -409,25 +476,26 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 // could have signed.
 var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
 
-// checkIdentity resolves the user and partner ids and checks revocation.
-func (v *Validator) checkIdentity(id *identity) error {
-	if err := v.resolveUserID(id); err != nil {
+// checkIdentity resolves the user and partner ids from the claim values
+// checkClaims found, and checks revocation.
+func (v *Validator) checkIdentity(id *identity, c *registered) error {
+	if err := v.resolveUserID(id, c.user); err != nil {
 		return err
 	}
-	if err := v.resolvePartnerID(id); err != nil {
+	if err := v.resolvePartnerID(id, c.partner); err != nil {
 		return err
 	}
 	return v.checkRevoked(id)
 }
 
-// resolveUserID sets id.userID from the configured claim or static value.
-func (v *Validator) resolveUserID(id *identity) error {
+// resolveUserID sets id.userID from the configured static value or the
+// user id claim's raw value (nil when absent).
+func (v *Validator) resolveUserID(id *identity, raw []byte) error {
 	if v.UserID.Static != "" {
 		id.userID = v.UserID.Static
 		return nil
 	}
-	raw, ok := id.payload.get(v.UserID.Claim)
-	if !ok || !isScalar(raw) {
+	if raw == nil || !isScalar(raw) {
 		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token has no usable "+v.UserID.Claim+" claim")
 	}
 	id.userID = claimString(raw)
@@ -437,13 +505,13 @@ func (v *Validator) resolveUserID(id *identity) error {
 	return nil
 }
 
-// resolvePartnerID sets id.partnerID, when a partner claim is configured.
-func (v *Validator) resolvePartnerID(id *identity) error {
+// resolvePartnerID sets id.partnerID from the partner claim's raw value
+// (nil when absent), when a partner claim is configured.
+func (v *Validator) resolvePartnerID(id *identity, raw []byte) error {
 	if v.PartnerID == nil {
 		return nil
 	}
-	raw, ok := id.payload.get(v.PartnerID.Claim)
-	if ok && isScalar(raw) {
+	if raw != nil && isScalar(raw) {
 		id.partnerID = claimString(raw)
 	}
 	if id.partnerID == "" && v.PartnerID.Required {
