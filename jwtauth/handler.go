@@ -63,7 +63,8 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	validators []*Validator
-	strip      []string // normalized header names to delete from requests
+	strip      []string              // normalized header names to delete from requests
+	challenges map[*authError]string // WWW-Authenticate of each static refusal
 	cop        *http.CrossOriginProtection
 	logger     *zap.Logger
 }
@@ -188,6 +189,10 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	slices.Sort(h.strip)
 	h.strip = slices.Compact(h.strip)
 	h.cop = http.NewCrossOriginProtection()
+	h.challenges = make(map[*authError]string, len(staticRefusals))
+	for _, ae := range staticRefusals {
+		h.challenges[ae] = ae.wwwAuthenticate(h.Realm)
+	}
 	return nil
 }
 
@@ -328,8 +333,12 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 // refuse answers a rejection and stops the chain.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, v *Validator, ae *authError) error {
 	v.counters.count(ae.reason)
-	repl.Set("http.auth.jwt.error", ae.reason)
-	w.Header()["Www-Authenticate"] = []string{ae.wwwAuthenticate(h.Realm)} // canonical key: no allocation
+	repl.Set("http.auth.jwt.error", boxedReason(ae.reason))
+	challenge, ok := h.challenges[ae]
+	if !ok {
+		challenge = ae.wwwAuthenticate(h.Realm)
+	}
+	w.Header()["Www-Authenticate"] = []string{challenge} // canonical key: no allocation
 	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 		// the path only: a from_query token would be in the full URI
 		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))

@@ -32,26 +32,22 @@ var jwsChars = func() (t [256]bool) {
 func splitJWS(tok string) (d1, d2 int, err error) {
 	d1 = strings.IndexByte(tok, '.')
 	if d1 < 0 {
-		return 0, 0, malformed("not a compact JWS")
+		return 0, 0, errNotJWS
 	}
 	d2 = strings.IndexByte(tok[d1+1:], '.')
 	if d2 < 0 {
-		return 0, 0, malformed("not a compact JWS")
+		return 0, 0, errNotJWS
 	}
 	d2 += d1 + 1
 	if strings.IndexByte(tok[d2+1:], '.') >= 0 {
-		return 0, 0, malformed("not a compact JWS: too many segments")
+		return 0, 0, errTooManySegments
 	}
 	for i := 0; i < len(tok); i++ {
 		if !jwsChars[tok[i]] {
-			return 0, 0, malformed("token is not base64url")
+			return 0, 0, errNotB64
 		}
 	}
 	return d1, d2, nil
-}
-
-func malformed(desc string) error {
-	return invalidToken(reasonMalformed, ErrTokenMalformed, desc)
 }
 
 func decodeSegment(buf []byte, seg string) ([]byte, error) {
@@ -68,7 +64,7 @@ func decodeSegment(buf []byte, seg string) ([]byte, error) {
 func (v *Validator) parseHeader(raw []byte) (header, error) {
 	var h header
 	if !json.Valid(raw) {
-		return h, malformed("header is not JSON")
+		return h, errHeaderNotJSON
 	}
 	var alg, typ []byte
 	var seen uint8
@@ -105,22 +101,22 @@ func (v *Validator) parseHeader(raw []byte) (header, error) {
 		return true
 	})
 	if err != nil {
-		return h, malformed("header is not a JSON object")
+		return h, errHeaderNotObject
 	}
 	if bad != "" {
 		return h, malformed(bad)
 	}
 	if len(alg) < 2 || alg[0] != '"' {
-		return h, malformed("alg missing")
+		return h, errAlgMissing
 	}
 	h.alg = lookupAlgRaw(alg)
 	if h.alg == nil || !v.allowed.has(h.alg) {
-		return h, invalidToken(reasonInvalid, ErrTokenUnverifiable, "algorithm not allowed")
+		return h, errAlgNotAllowed
 	}
 	if len(v.Types) > 0 {
 		t, ok := decodeString(typ)
 		if !ok || !typeAllowed(v.Types, t) {
-			return h, invalidToken(reasonInvalid, ErrTokenUnverifiable, "typ not allowed")
+			return h, errTypNotAllowed
 		}
 	}
 	return h, nil

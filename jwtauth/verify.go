@@ -161,7 +161,7 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 	buf := make([]byte, b64.DecodedLen(d1)+b64.DecodedLen(len(tok)-d2-1))
 	hdr, err := decodeSegment(buf, tok[:d1])
 	if err != nil {
-		return nil, malformed("header is not strict base64url")
+		return nil, errHeaderB64
 	}
 	h, err := v.parseHeader(hdr)
 	if err != nil {
@@ -170,7 +170,7 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 
 	payload, err := b64.DecodeString(tok[d1+1 : d2])
 	if err != nil {
-		return nil, malformed("payload is not strict base64url")
+		return nil, errPayloadB64
 	}
 	id := &identity{v: v, token: tok, payloadB64: tok[d1+1 : d2], payload: payload}
 	c, err := v.checkClaims(id, now)
@@ -180,7 +180,7 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 
 	sig, err := decodeSegment(buf[len(hdr):], tok[d2+1:])
 	if err != nil {
-		return nil, malformed("signature is not strict base64url")
+		return nil, errSignatureB64
 	}
 	key, gen, err := v.findKeyAndVerify(ctx, h, tok[:d2], sig)
 	if err != nil {
@@ -229,7 +229,7 @@ func (c *registered) set(v *Validator, i int, val []byte) {
 // fills id.exp and id.sid, and returns the claim values checkIdentity needs.
 func (v *Validator) checkClaims(id *identity, now time.Time) (registered, error) {
 	if !json.Valid(id.payload) {
-		return registered{}, malformed("payload is not JSON")
+		return registered{}, errPayloadNotJSON
 	}
 	c, err := v.scanClaims(id.payload)
 	if err != nil {
@@ -297,7 +297,7 @@ func (v *Validator) scanClaims(payload jsonObject) (registered, error) {
 		return true
 	})
 	if err != nil {
-		return c, malformed("payload is not a JSON object")
+		return c, errPayloadNotObject
 	}
 	if bad != "" {
 		return c, malformed(bad)
@@ -346,7 +346,7 @@ func asciiLower(dst, name []byte) (_ []byte, ok bool) {
 // It sets id.exp.
 func (v *Validator) verifyExpiresAt(id *identity, exp []byte, now time.Time) error {
 	if exp == nil {
-		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
+		return errExpRequired
 	}
 	f, err := numericDateClaim(exp, "exp")
 	if err != nil {
@@ -354,7 +354,7 @@ func (v *Validator) verifyExpiresAt(id *identity, exp []byte, now time.Time) err
 	}
 	id.exp = numericDate(f)
 	if !now.Before(id.exp.Add(v.leeway)) {
-		return invalidToken(reasonExpired, ErrTokenExpired, "token expired")
+		return errExpired
 	}
 	return nil
 }
@@ -369,7 +369,7 @@ func (v *Validator) verifyNotBefore(nbf []byte, now time.Time) error {
 		return err
 	}
 	if now.Add(v.leeway).Before(numericDate(f)) {
-		return invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
+		return errNotValidYet
 	}
 	return nil
 }
@@ -379,7 +379,7 @@ func (v *Validator) verifyNotBefore(nbf []byte, now time.Time) error {
 func (v *Validator) verifyIssuedAt(id *identity, iat []byte, now time.Time) error {
 	if iat == nil {
 		if v.MaxLifetime > 0 {
-			return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat claim required by max_lifetime")
+			return errIATRequired
 		}
 		return nil
 	}
@@ -389,10 +389,10 @@ func (v *Validator) verifyIssuedAt(id *identity, iat []byte, now time.Time) erro
 	}
 	issued := numericDate(f)
 	if now.Add(v.leeway).Before(issued) {
-		return invalidToken(reasonInvalid, ErrTokenUsedBeforeIAT, "token used before issued")
+		return errUsedBeforeIAT
 	}
 	if v.MaxLifetime > 0 && id.exp.Sub(issued) > time.Duration(v.MaxLifetime) {
-		return invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token lifetime exceeds max_lifetime")
+		return errLifetime
 	}
 	return nil
 }
@@ -400,7 +400,7 @@ func (v *Validator) verifyIssuedAt(id *identity, iat []byte, now time.Time) erro
 // verifyIssuer requires iss to equal one of the accepted issuers exactly.
 func (v *Validator) verifyIssuer(iss []byte) error {
 	if !stringIn(iss, v.Issuers) {
-		return invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
+		return errIssuer
 	}
 	return nil
 }
@@ -409,10 +409,10 @@ func (v *Validator) verifyIssuer(iss []byte) error {
 // of the accepted audiences.
 func (v *Validator) verifyAudience(aud []byte) error {
 	if aud != nil && !stringOrStrings(aud) {
-		return invalidToken(reasonInvalid, ErrInvalidAudience, "aud must be a string or an array of strings")
+		return errAudienceType
 	}
 	if aud == nil || !claimHas(aud, false, v.Audiences) {
-		return invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
+		return errAudience
 	}
 	return nil
 }
@@ -467,14 +467,10 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 		}
 	}
 	if !tried {
-		return nil, 0, invalidToken(reasonInvalid, ErrTokenUnverifiable, "no key for this kid and alg")
+		return nil, 0, errNoKey
 	}
-	return nil, 0, invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
+	return nil, 0, errSignature
 }
-
-// errKIDRequired refuses a kid-less token that several keys of a remote set
-// could have signed.
-var errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
 
 // checkIdentity resolves the user and partner ids from the claim values
 // checkClaims found, and checks revocation.
@@ -525,7 +521,7 @@ func (v *Validator) resolvePartnerID(id *identity, raw []byte) error {
 // fresh token and for a cache hit alike.
 func (v *Validator) checkRevoked(id *identity) error {
 	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
-		return invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+		return errRevoked
 	}
 	return nil
 }
