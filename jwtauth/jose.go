@@ -2,7 +2,6 @@ package jwtauth
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"strings"
 )
 
@@ -63,7 +62,7 @@ func decodeSegment(buf []byte, seg string) ([]byte, error) {
 // and x5c are ignored: keys come only from configuration.
 func (v *Validator) parseHeader(raw []byte) (header, error) {
 	var h header
-	if !json.Valid(raw) {
+	if !validJSON(raw) {
 		return h, errHeaderNotJSON
 	}
 	var alg, typ []byte

@@ -2,7 +2,6 @@ package jwtauth
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 )
@@ -228,7 +227,7 @@ func (c *registered) set(v *Validator, i int, val []byte) {
 // duplicates, then each registered claim (exp, nbf, iat, iss, aud). It
 // fills id.exp and id.sid, and returns the claim values checkIdentity needs.
 func (v *Validator) checkClaims(id *identity, now time.Time) (registered, error) {
-	if !json.Valid(id.payload) {
+	if !validJSON(id.payload) {
 		return registered{}, errPayloadNotJSON
 	}
 	c, err := v.scanClaims(id.payload)
