@@ -175,40 +175,8 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("jwks_url: only one per validator")
 			}
 			r := new(RemoteJWKS)
-			if err := oneArg(d, &r.URL); err != nil {
+			if err := r.unmarshalCaddyfile(d); err != nil {
 				return err
-			}
-			seenURL := make(map[string]bool)
-			for n := d.Nesting(); d.NextBlock(n); {
-				if err := once(d, seenURL, "jwks_url"); err != nil {
-					return err
-				}
-				var err error
-				switch d.Val() {
-				case "refresh_interval":
-					err = durationArg(d, &r.RefreshInterval)
-				case "unknown_kid_interval":
-					err = durationArg(d, &r.UnknownKIDInterval)
-				case "unknown_kid_wait":
-					err = durationArg(d, &r.UnknownKIDWait)
-				case "timeout":
-					err = durationArg(d, &r.Timeout)
-				case "max_stale":
-					err = durationArg(d, &r.MaxStale)
-				case "max_bytes":
-					var s string
-					if err = oneArg(d, &s); err == nil {
-						r.MaxBytes, err = strconv.ParseInt(s, 10, 64)
-						if err != nil || r.MaxBytes <= 0 {
-							err = d.Errf("max_bytes: %q is not a positive integer", s)
-						}
-					}
-				default:
-					err = d.Errf("unrecognized jwks_url option %q", d.Val())
-				}
-				if err != nil {
-					return err
-				}
 			}
 			v.JWKSURL = r
 		case "issuer_keys":
@@ -287,6 +255,47 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v.CacheSize = &n
 		default:
 			return d.Errf("unrecognized validator option %q", opt)
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads "jwks_url URL { ... }"; the dispenser is on
+// jwks_url.
+func (r *RemoteJWKS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if err := oneArg(d, &r.URL); err != nil {
+		return err
+	}
+	seen := make(map[string]bool)
+	for n := d.Nesting(); d.NextBlock(n); {
+		if err := once(d, seen, "jwks_url"); err != nil {
+			return err
+		}
+		var err error
+		switch d.Val() {
+		case "refresh_interval":
+			err = durationArg(d, &r.RefreshInterval)
+		case "unknown_kid_interval":
+			err = durationArg(d, &r.UnknownKIDInterval)
+		case "unknown_kid_wait":
+			err = durationArg(d, &r.UnknownKIDWait)
+		case "timeout":
+			err = durationArg(d, &r.Timeout)
+		case "max_stale":
+			err = durationArg(d, &r.MaxStale)
+		case "max_bytes":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				r.MaxBytes, err = strconv.ParseInt(s, 10, 64)
+				if err != nil || r.MaxBytes <= 0 {
+					err = d.Errf("max_bytes: %q is not a positive integer", s)
+				}
+			}
+		default:
+			err = d.Errf("unrecognized jwks_url option %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

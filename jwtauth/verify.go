@@ -7,10 +7,11 @@ import (
 )
 
 // This file is the verification pipeline, top-down: the cached entry point
-// (verifyCtx), the uncached verification (verifyUncached), the header, the
-// registered claims (one function each), the signature, and the identity.
-// The strict JOSE and JSON reading it relies on is in jose.go and claims.go,
-// the keys and algorithms in keys.go.
+// (verifyCtx) and the negative-cache policy, the uncached verification
+// (verifyUncached), the registered claims (one function each), the
+// signature, and the identity. The strict JOSE and JSON reading it relies on
+// (the compact form and the header, the JSON scanner) is in jose.go and
+// claims.go, the keys and algorithms in keys.go.
 
 // maxTokenSize bounds a token before any parsing: no legitimate access token
 // comes near it, and a bound keeps decoding cost predictable.
