@@ -139,6 +139,12 @@ func validatorCaddyfile(opts string) string {
 	return "{\n\tjwtauth {\n\t\tvalidator api {\n\t\t\tissuer https://id.example.com\n" + opts + "\n\t\t}\n\t}\n}\n:8080 {\n\tjwt_auth api\n}\n"
 }
 
+// issuerCaddyfile wraps issuer options in a complete Caddyfile; the
+// options start on line 5.
+func issuerCaddyfile(opts string) string {
+	return "{\n\tjwtauth {\n\t\tissuer shop {\n\t\t\tusers_file users.json\n" + opts + "\n\t\t}\n\t}\n}\n:8080 {\n\tjwt_issuer shop\n}\n"
+}
+
 // siteCaddyfile puts a jwt_auth directive, which starts on line 11, in a
 // site after a valid validator.
 func siteCaddyfile(directive string) string {
@@ -196,6 +202,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"forward_payload no arg", siteCaddyfile("\tjwt_auth api {\n\t\tforward_payload\n\t}"), `forward_payload: expected one argument, at Caddyfile:12`},
 		{"strip_token with arg", siteCaddyfile("\tjwt_auth api {\n\t\tstrip_token all\n\t}"), `strip_token: unexpected argument "all", at Caddyfile:12`},
 		{"realm two args", siteCaddyfile("\tjwt_auth api {\n\t\trealm a b\n\t}"), `realm: expected one argument, got also "b", at Caddyfile:12`},
+		{"store unknown backend", issuerCaddyfile("\t\t\tstore memcached"), `store: unknown backend "memcached"; expected redis (without store, sessions live in store_dir), at Caddyfile:5`},
+		{"store redis no address", issuerCaddyfile("\t\t\tstore redis {\n\t\t\t\tdb 1\n\t\t\t}"), `store redis: at least one address is required, at Caddyfile:7`},
+		{"store redis key_prefix twice", issuerCaddyfile("\t\t\tstore redis {\n\t\t\t\taddress a:1\n\t\t\t\tkey_prefix a\n\t\t\t\tkey_prefix b\n\t\t\t}"), `store redis: key_prefix given twice, at Caddyfile:8`},
+		{"store redis timeout twice", issuerCaddyfile("\t\t\tstore redis {\n\t\t\t\taddress a:1\n\t\t\t\ttimeout 1s\n\t\t\t\ttimeout 2s\n\t\t\t}"), `store redis: timeout given twice, at Caddyfile:8`},
+		{"store redis unknown option", issuerCaddyfile("\t\t\tstore redis {\n\t\t\t\taddress a:1\n\t\t\t\tpool_size 10\n\t\t\t}"), `unrecognized store redis option "pool_size", at Caddyfile:7`},
+		{"store twice", issuerCaddyfile("\t\t\tstore redis {\n\t\t\t\taddress a:1\n\t\t\t}\n\t\t\tstore redis {\n\t\t\t\taddress b:1\n\t\t\t}"), `issuer: store given twice, at Caddyfile:8`},
+		{"max_staleness twice", issuerCaddyfile("\t\t\trevoke_access_tokens {\n\t\t\t\tmax_staleness 1s\n\t\t\t\tmax_staleness 2s\n\t\t\t}"), `revoke_access_tokens: max_staleness given twice, at Caddyfile:7`},
+		{"bad max_staleness", issuerCaddyfile("\t\t\trevoke_access_tokens {\n\t\t\t\tmax_staleness later\n\t\t\t}"), `max_staleness: "later" is not a duration such as 30s, 5m, 1h or 1d, at Caddyfile:6`},
 	}
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	for _, tt := range tests {
@@ -296,6 +310,19 @@ func TestLoadErrors(t *testing.T) {
 		{"bad forward_claim header", "{\n\tjwtauth {\n\t\tvalidator api {\n\t\t\tissuer i\n\t\t\taudience a\n" + secret + "\t\t}\n\t}\n}\n:9109 {\n\tjwt_auth api {\n\t\tforward_claim sub \"X User\"\n\t}\n}\n",
 			`jwt_auth: forward_claim: "X User" is not a valid header name`},
 	}
+	users := filepath.Join(t.TempDir(), "users.json")
+	if err := os.WriteFile(users, []byte(`{"users":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	issuer := func(opts string) string {
+		return "{\n\tjwtauth {\n\t\tissuer shop {\n\t\t\tusers_file " + users + "\n" + opts + "\t\t}\n\t}\n}\n:9109 {\n\tjwt_issuer shop\n}\n"
+	}
+	tests = append(tests,
+		struct{ name, caddyfile, want string }{"store redis without key_file", issuer("\t\t\tstore redis {\n\t\t\t\taddress 127.0.0.1:6379\n\t\t\t}\n"),
+			`issuer "shop": store redis requires key_file`},
+		struct{ name, caddyfile, want string }{"store redis unset password", issuer("\t\t\tkey_file /nonexistent/key.pem\n\t\t\tstore redis {\n\t\t\t\taddress 127.0.0.1:6379\n\t\t\t\tpassword {env.JWTAUTH_TEST_UNSET_REDIS}\n\t\t\t}\n"),
+			`issuer "shop": store redis: `},
+	)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := provisionCaddyfile(t, tt.caddyfile)

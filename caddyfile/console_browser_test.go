@@ -28,8 +28,9 @@ const (
 
 // loadQuickstart starts the quickstart Caddyfile in caddytest with a fresh
 // data directory, which it returns. The config is unloaded when the test
-// ends, before the directory is removed.
-func loadQuickstart(t *testing.T) string {
+// ends, before the directory is removed. extra edits, each to be found
+// exactly once, are applied after the usual ones.
+func loadQuickstart(t *testing.T, extra ...quickstartEdit) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "examples", "Caddyfile"))
 	if err != nil {
@@ -40,10 +41,10 @@ func loadQuickstart(t *testing.T) string {
 		t.Fatal(err)
 	}
 	config := string(raw)
-	for _, edit := range []struct{ old, new string }{
+	for _, edit := range append([]quickstartEdit{
 		{"\tadmin off\n", "\tadmin localhost:2999\n"},
 		{"users_file examples/users.json\n", "users_file " + users + "\n"},
-	} {
+	}, extra...) {
 		if n := strings.Count(config, edit.old); n != 1 {
 			t.Fatalf("examples/Caddyfile: %q appears %d times, want once (update loadQuickstart)", edit.old, n)
 		}
@@ -71,6 +72,9 @@ func loadQuickstart(t *testing.T) string {
 	})
 	return data
 }
+
+// quickstartEdit replaces old by new in the quickstart Caddyfile.
+type quickstartEdit struct{ old, new string }
 
 type quickstartClient struct {
 	t *testing.T

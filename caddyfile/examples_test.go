@@ -49,12 +49,28 @@ func exampleFiles(t *testing.T) []string {
 }
 
 // exampleEnv provides what the examples read from their environment: the
-// quickstart's JWTAUTH_DATA, and the benchmark's BENCH_DIR (the public keys
-// its mint tool writes) and JWTAUTH_BENCH_SECRET. An example that needs
-// more must add it here.
+// quickstart's JWTAUTH_DATA, the benchmark's BENCH_DIR (the public keys its
+// mint tool writes) and JWTAUTH_BENCH_SECRET, and the cluster's users file,
+// signing key and Redis password (no Redis is needed: provisioning opens
+// nothing). An example that needs more must add it here.
 func exampleEnv(t *testing.T) {
 	t.Helper()
 	t.Setenv("JWTAUTH_DATA", t.TempDir())
+	t.Setenv("JWTAUTH_USERS", "examples/users.json")
+	t.Setenv("REDIS_PASSWORD", "example-redis-password")
+	_, signing, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JWTAUTH_KEY_FILE", keyFile)
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,9 +37,10 @@ type App struct {
 	// directory, at jwtauth/cookie.key.
 	CookieSecret string `json:"cookie_secret,omitempty"`
 
-	logger    *zap.Logger
-	now       func() time.Time
-	cookieKey []byte
+	logger        *zap.Logger
+	now           func() time.Time
+	needCookieKey bool
+	cookieKey     *lateKey
 }
 
 // CaddyModule returns the Caddy module information.
@@ -53,6 +55,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Any error names the validator or issuer at fault.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.cookieKey = new(lateKey)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -65,14 +68,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
 	}
-	needCookieKey := false
 	for _, v := range a.Validators {
 		if v != nil && v.Cookie != nil {
-			needCookieKey = true
+			a.needCookieKey = true
 		}
 	}
-	if needCookieKey {
-		if err := a.loadCookieKey(); err != nil {
+	if a.needCookieKey {
+		if err := a.readCookieKey(); err != nil {
 			return fmt.Errorf("cookie key: %w", err)
 		}
 	}
@@ -100,10 +102,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 			}
 		}
 	}
+	// An issuer keeps each revocation as long as the longest leeway of
+	// the validators bound to it may still accept the session's tokens.
+	for name, is := range a.Issuers {
+		leeway := time.Duration(0)
+		for _, v := range a.Validators {
+			if v != nil && v.IssuerKeys == name {
+				leeway = max(leeway, v.leeway)
+			}
+		}
+		is.setRetention(leeway)
+	}
 	return nil
 }
 
-func (a *App) loadCookieKey() error {
+// cookieKeyPath is where the generated cookie key is kept.
+func cookieKeyPath() string { return filepath.Join(caddy.AppDataDir(), "jwtauth", "cookie.key") }
+
+// readCookieKey resolves cookie_secret, or reads the generated key if it
+// exists; a missing one is generated at Start.
+func (a *App) readCookieKey() error {
 	if a.CookieSecret != "" {
 		s, err := caddy.NewReplacer().ReplaceOrErr(a.CookieSecret, true, true)
 		if err != nil {
@@ -112,21 +130,38 @@ func (a *App) loadCookieKey() error {
 		if len(s) < 32 {
 			return errors.New("cookie_secret shorter than 32 bytes")
 		}
-		a.cookieKey = []byte(s)
+		a.cookieKey.set([]byte(s))
 		return nil
 	}
-	key, err := loadOrCreateKey(filepath.Join(caddy.AppDataDir(), "jwtauth", "cookie.key"))
-	if err != nil {
+	key, err := readKeyFile(cookieKeyPath())
+	if err != nil || key == nil {
 		return err
 	}
-	a.cookieKey = key
+	a.cookieKey.set(key)
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: it generates the keys that do not exist yet
+// and opens the issuers' session stores. Until then, validators bound to an
+// issuer answer 503 for its tokens, and its endpoints 503.
+func (a *App) Start() error {
+	if a.needCookieKey && a.cookieKey.get() == nil {
+		key, err := loadOrCreateKey(cookieKeyPath())
+		if err != nil {
+			return fmt.Errorf("cookie key: %w", err)
+		}
+		a.cookieKey.set(key)
+	}
+	for _, name := range sortedKeys(a.Issuers) {
+		if err := a.Issuers[name].start(); err != nil {
+			return fmt.Errorf("issuer %q: %w", name, err)
+		}
+	}
+	return nil
+}
 
-// Stop implements caddy.App.
+// Stop implements caddy.App. The stores stay open until Cleanup: requests
+// of this config may still be finishing.
 func (a *App) Stop() error { return nil }
 
 // Cleanup releases shared state (remote key sets, issuer stores) held for
@@ -145,6 +180,22 @@ func (a *App) Cleanup() error {
 	}
 	return errors.Join(errs...)
 }
+
+// lateKey is a key that may arrive at Start, after the validators using it
+// were provisioned and while requests may already be served.
+type lateKey struct{ p atomic.Pointer[[]byte] }
+
+func (k *lateKey) get() []byte {
+	if k == nil {
+		return nil
+	}
+	if p := k.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (k *lateKey) set(key []byte) { k.p.Store(&key) }
 
 // validator returns the named validator.
 func (a *App) validator(name string) (*Validator, error) {

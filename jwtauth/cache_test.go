@@ -259,6 +259,7 @@ type cxIssuer struct {
 	mu          sync.Mutex
 	keys        *keySet
 	revokedSIDs map[string]bool
+	unknown     bool // the issuer cannot tell (revocationUnknown)
 }
 
 func (f *cxIssuer) verificationKeys() *keySet {
@@ -266,12 +267,20 @@ func (f *cxIssuer) verificationKeys() *keySet {
 	defer f.mu.Unlock()
 	return f.keys
 }
-func (f *cxIssuer) issuerClaim() string       { return "iss" }
-func (f *cxIssuer) issuedAudiences() []string { return []string{"aud"} }
-func (f *cxIssuer) revoked(sid string) bool {
+func (f *cxIssuer) signingAlgs() algSet            { return familyAlgs(famHMAC) }
+func (f *cxIssuer) issuerClaim() string            { return "iss" }
+func (f *cxIssuer) issuedAudiences() []string      { return []string{"aud"} }
+func (f *cxIssuer) revocationRetry() time.Duration { return time.Second }
+func (f *cxIssuer) revoked(sid string, _ int64, _ time.Time) revocationState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.revokedSIDs[sid]
+	if f.unknown {
+		return revocationUnknown
+	}
+	if f.revokedSIDs[sid] {
+		return sessionRevoked
+	}
+	return notRevoked
 }
 func (f *cxIssuer) revoke(sid string) {
 	f.mu.Lock()
@@ -292,6 +301,7 @@ func cxIssuerValidator(t *testing.T, clock func() time.Time) (*Validator, *cxIss
 	}
 	f := &cxIssuer{keys: newKeySet([]*verKey{k}), revokedSIDs: map[string]bool{}}
 	v.issuer = f
+	v.unavailable = revocationUnavailable("fake", f.revocationRetry())
 	return v, f
 }
 

@@ -3,8 +3,6 @@ package jwtauth
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
 
@@ -40,8 +39,11 @@ Tools for the jwtauth app (jwt_issuer and jwt_auth).
 
 Passwords are prompted for twice when stdin is a terminal, or read as one line
 from stdin otherwise, as 'caddy hash-password' does; they never appear on the
-command line. They are hashed with caddyauth's bcrypt (default) or argon2id,
-with the defaults of 'caddy hash-password'. The users file is created with mode
+command line. They are hashed with caddyauth's bcrypt or argon2id, with the
+algorithm and parameters of the slowest hash already in the file (so that no
+login is faster to check than an unknown one), or, in a file without one (of
+the --algorithm given), with the defaults of 'caddy hash-password' (bcrypt
+when no --algorithm is given). The users file is created with mode
 0600 when missing and always replaced atomically.
 
 A running issuer picks up changes at its next config reload; changing or
@@ -69,7 +71,7 @@ func userCommand() *cobra.Command {
 		c.Flags().StringP("file", "f", "", "The users file (JSON); required")
 	}
 	algFlag := func(c *cobra.Command) {
-		c.Flags().StringP("algorithm", "a", "bcrypt", "Password hash algorithm: bcrypt or argon2id")
+		c.Flags().StringP("algorithm", "a", "", "Password hash algorithm: bcrypt or argon2id; default: as the slowest hash in the file (bcrypt in a new file)")
 	}
 
 	add := &cobra.Command{
@@ -171,7 +173,7 @@ func cmdUserAdd(fl caddycmd.Flags) (int, error) {
 		}
 	}
 
-	hash, err := promptAndHash(fl.String("algorithm"))
+	hash, err := promptAndHash(uf, fl.String("algorithm"))
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
@@ -185,8 +187,8 @@ func cmdUserAdd(fl caddycmd.Flags) (int, error) {
 
 // cmdUserPasswd implements `caddy jwtauth user passwd`.
 func cmdUserPasswd(fl caddycmd.Flags) (int, error) {
-	return editUser(fl, "changed the password of %q in %s\n", func(u *User) error {
-		hash, err := promptAndHash(fl.String("algorithm"))
+	return editUser(fl, "changed the password of %q in %s\n", func(uf *UsersFile, u *User) error {
+		hash, err := promptAndHash(uf, fl.String("algorithm"))
 		u.PasswordHash = hash
 		return err
 	})
@@ -194,7 +196,7 @@ func cmdUserPasswd(fl caddycmd.Flags) (int, error) {
 
 // editUser loads the users file, applies edit to the named user and saves
 // the file atomically.
-func editUser(fl caddycmd.Flags, done string, edit func(*User) error) (int, error) {
+func editUser(fl caddycmd.Flags, done string, edit func(*UsersFile, *User) error) (int, error) {
 	path, login, err := fileAndLogin(fl)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
@@ -207,7 +209,7 @@ func editUser(fl caddycmd.Flags, done string, edit func(*User) error) (int, erro
 	if u == nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: no user %q", path, login)
 	}
-	if err := edit(u); err != nil {
+	if err := edit(uf, u); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	if err := uf.Save(path); err != nil {
@@ -223,7 +225,7 @@ func cmdUserSetDisabled(fl caddycmd.Flags, disabled bool) (int, error) {
 	if disabled {
 		done = "disabled user %q in %s\n"
 	}
-	return editUser(fl, done, func(u *User) error {
+	return editUser(fl, done, func(_ *UsersFile, u *User) error {
 		u.Disabled = disabled
 		return nil
 	})
@@ -344,35 +346,41 @@ func hashPassword(algorithm string, password []byte) (string, error) {
 		h, err := caddyauth.BcryptHash{}.Hash(password)
 		return string(h), err
 	case "argon2id":
-		// caddyauth.Argon2idHash keeps its parameters unexported; the
-		// only way to set them from outside is to decode a PHC string.
-		// The salt is fresh; the key part only sets the key length.
-		salt := make([]byte, argon2idSaltLen)
-		if _, err := rand.Read(salt); err != nil {
-			return "", err
-		}
-		params := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", argon2idMemory, argon2idTime, argon2idThreads,
-			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(make([]byte, argon2idKeyLen)))
-		hasher, _, err := caddyauth.DecodeHash([]byte(params))
-		if err != nil {
-			return "", err
-		}
-		h, err := hasher.Hash(password)
-		return string(h), err
+		return hashArgon2id(password, argon2idMemory, argon2idTime, argon2idThreads, argon2idKeyLen)
 	}
 	return "", fmt.Errorf("unknown --algorithm %q: want bcrypt or argon2id", algorithm)
 }
 
-// promptAndHash reads the password and hashes it.
-func promptAndHash(algorithm string) (string, error) {
-	if algorithm != "bcrypt" && algorithm != "argon2id" {
+// promptAndHash reads the password and hashes it like the slowest hash of
+// uf of the given algorithm (any, when algorithm is empty), so that a new
+// hash never makes a login faster to check than an unknown one; with none
+// such in the file, with `caddy hash-password`'s defaults for algorithm
+// (bcrypt when empty).
+func promptAndHash(uf *UsersFile, algorithm string) (string, error) {
+	if algorithm != "" && algorithm != "bcrypt" && algorithm != "argon2id" {
 		return "", fmt.Errorf("unknown --algorithm %q: want bcrypt or argon2id", algorithm)
+	}
+	var hashes [][]byte
+	for _, u := range uf.Users {
+		h := []byte(u.PasswordHash)
+		if _, err := bcrypt.Cost(h); algorithm == "" || (err == nil) == (algorithm == "bcrypt") {
+			hashes = append(hashes, h)
+		}
 	}
 	password, err := readPassword(os.Stdin)
 	if err != nil {
 		return "", err
 	}
 	defer clear(password)
+	if i := slowestHash(hashes); i >= 0 {
+		if len(password) == 0 {
+			return "", errors.New("the password is empty")
+		}
+		return hashLike(hashes[i], password)
+	}
+	if algorithm == "" {
+		algorithm = "bcrypt"
+	}
 	return hashPassword(algorithm, password)
 }
 

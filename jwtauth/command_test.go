@@ -426,6 +426,9 @@ func TestCommandToken(t *testing.T) {
 	if err := a.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
+	if err := a.Start(); err != nil { // writes issuer.json
+		t.Fatalf("start: %v", err)
+	}
 
 	var runErr error
 	out := captureStdout(t, func() {

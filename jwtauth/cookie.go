@@ -147,7 +147,8 @@ const cookieWarnEvery = time.Hour
 // it fits in a browser is checked by the caller, on the Set-Cookie line.
 func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	c := v.Cookie
-	if len(v.cookieKey) < 32 {
+	key := v.cookieKey.get()
+	if len(key) < 32 {
 		return nil
 	}
 	life := id.exp.Sub(now)
@@ -160,7 +161,7 @@ func (v *Validator) identityCookie(id *identity, now time.Time) *http.Cookie {
 	}
 	expires := now.Add(time.Duration(secs) * time.Second)
 	expiry := strconv.FormatInt(expires.Unix(), 10)
-	value := id.payloadB64 + "." + expiry + "." + b64.EncodeToString(cookieMAC(v.cookieKey, v.name, id.payloadB64, expiry))
+	value := id.payloadB64 + "." + expiry + "." + b64.EncodeToString(cookieMAC(key, v.name, id.payloadB64, expiry))
 	return &http.Cookie{
 		Name:     c.Name,
 		Value:    value,
@@ -189,7 +190,8 @@ func (v *Validator) warnCookie(last *atomic.Int64, msg string, fields ...zap.Fie
 // openCookie checks a cookie value's MAC and returns its payload segment and
 // expiry.
 func (v *Validator) openCookie(value string) (payloadB64 string, expires time.Time, ok bool) {
-	if len(v.cookieKey) < 32 || len(value) > maxCookieLine {
+	key := v.cookieKey.get()
+	if len(key) < 32 || len(value) > maxCookieLine {
 		return "", time.Time{}, false
 	}
 	d2 := strings.LastIndexByte(value, '.')
@@ -202,7 +204,7 @@ func (v *Validator) openCookie(value string) (payloadB64 string, expires time.Ti
 	}
 	payloadB64, expiry := value[:d1], value[d1+1:d2]
 	mac, err := b64.DecodeString(value[d2+1:])
-	if err != nil || !hmac.Equal(mac, cookieMAC(v.cookieKey, v.name, payloadB64, expiry)) {
+	if err != nil || !hmac.Equal(mac, cookieMAC(key, v.name, payloadB64, expiry)) {
 		return "", time.Time{}, false
 	}
 	secs, err := strconv.ParseInt(expiry, 10, 64)
@@ -245,25 +247,35 @@ func (v *Validator) verifyCookie(value string) (*identity, error) {
 	if !now.Before(id.exp) {
 		return nil, errExpired
 	}
-	if err := v.checkIdentity(id, &c); err != nil {
+	if err := v.checkIdentity(id, &c, now); err != nil {
 		return nil, err
 	}
 	return id, nil
+}
+
+// readKeyFile reads a generated key: nil without error when it does not
+// exist yet, an error when it cannot be read or is too short.
+func readKeyFile(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
+	}
+	return key, nil
 }
 
 // loadOrCreateKey reads a 32-byte key file, creating it with mode 0600 (in a
 // 0700 directory) on first use. Creation is exclusive, so two processes
 // starting together agree on one key.
 func loadOrCreateKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		if len(key) < 32 {
-			return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
-		}
-		return key, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	key, err := readKeyFile(path)
+	if err != nil || key != nil {
+		return key, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package jwtauth
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -475,12 +477,14 @@ func TestCookieKeyFile(t *testing.T) {
 
 }
 
-// TestCookieKeyPersisted provisions the app twice without cookie_secret, as
-// two starts of Caddy: the key is created in Caddy's data directory once,
+// TestCookieKeyPersisted starts the app twice without cookie_secret, as two
+// starts of Caddy: the key is created in Caddy's data directory once, at
+// the first Start (Provision alone, as `caddy validate`, creates nothing),
 // and a cookie from the first start authenticates after the second.
 func TestCookieKeyPersisted(t *testing.T) {
 	data := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", data)
+	path := filepath.Join(data, "caddy", "jwtauth", "cookie.key")
 	start := func() *Handler {
 		v := hsValidator()
 		v.Cookie = &CookieConfig{}
@@ -491,11 +495,28 @@ func TestCookieKeyPersisted(t *testing.T) {
 		if err := a.Provision(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
 		return provisionHandler(t, a, &Handler{Validators: []string{"test"}})
+	}
+	validate := func() {
+		v := hsValidator()
+		v.Cookie = &CookieConfig{}
+		a := &App{Validators: map[string]*Validator{"test": v}}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		defer cancel()
+		if err := a.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = a.Cleanup()
+	}
+	validate()
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Provision created %s: %v", filepath.Dir(path), err)
 	}
 	h1 := start()
 	c := ctLogin(t, h1, hs256(t, htClaims("alice", nil)))
-	path := filepath.Join(data, "caddy", "jwtauth", "cookie.key")
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatalf("key file: %v", err)
@@ -508,6 +529,15 @@ func TestCookieKeyPersisted(t *testing.T) {
 	htPass(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
 		t.Fatalf("user %q", id)
+	}
+	if err := os.WriteFile(path, make([]byte, 31), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// a key file that exists is checked at Provision
+	v := hsValidator()
+	v.Cookie = &CookieConfig{}
+	if err := provisionErr(v); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
+		t.Fatalf("a short cookie.key: %v", err)
 	}
 	if err := os.WriteFile(path, make([]byte, 32), 0o600); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -19,6 +20,9 @@ const (
 	reasonInvalid   = "invalid"
 	reasonExpired   = "expired"
 	reasonForbidden = "forbidden"
+	// reasonUnavailable: the token's revocation cannot be checked now
+	// (503), e.g. a shared session store's revocation feed is silent.
+	reasonUnavailable = "unavailable"
 )
 
 // Sentinel errors. They wrap golang-jwt's sentinels where one exists, so
@@ -41,6 +45,9 @@ var (
 	ErrCookieInvalid      = errors.New("invalid identity cookie")
 	ErrCrossOrigin        = errors.New("cross-origin request authenticated by cookie")
 	ErrRevoked            = errors.New("token revoked")
+	// ErrRevocationUnavailable: the issuer cannot tell whether the
+	// token's session was revoked; answered 503 with Retry-After.
+	ErrRevocationUnavailable = errors.New("revocation status unavailable")
 )
 
 // The pipeline's refusals whose text never varies are built once, so that
@@ -95,6 +102,8 @@ type authError struct {
 	reason string // short reason code, see the reason* constants
 	desc   string // human-readable, never contains the token
 	err    error  // wrapped sentinel
+	// retryAfter, when set, is sent as Retry-After (503 answers).
+	retryAfter time.Duration
 }
 
 func (e *authError) Error() string { return e.desc }

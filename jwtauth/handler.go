@@ -339,6 +339,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		challenge = ae.wwwAuthenticate(h.Realm)
 	}
 	w.Header()["Www-Authenticate"] = []string{challenge} // canonical key: no allocation
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(ae.retryAfter))
+	}
 	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 		// the path only: a from_query token would be in the full URI
 		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))

@@ -1,19 +1,21 @@
 package jwtauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,6 +24,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/redisstore"
 )
 
 func init() {
@@ -35,8 +41,9 @@ func init() {
 // served by jwt_issuer handlers; a validator with issuer_keys trusts one
 // without any network round trip.
 //
-// Sessions, the signing key and issuer.json live in StoreDir. Refresh tokens
-// are 256 random bits, stored only as their SHA-256. Each login starts its
+// The signing key and issuer.json live in StoreDir, and so do sessions
+// unless Store puts them in Redis. Refresh tokens are 256 random bits,
+// stored only as their SHA-256. Each login starts its
 // own session (a family of refresh tokens): rotation replaces the family's
 // token, and presenting a replaced token again (reuse) revokes the family.
 type Issuer struct {
@@ -57,15 +64,16 @@ type Issuer struct {
 	// Supports {env.*} placeholders. Required.
 	UsersFile string `json:"users_file,omitempty"`
 
-	// Directory of the session store, the generated signing key
-	// (signing.key) and issuer.json; created with mode 0700, files 0600.
-	// One process at a time may use it. Supports {env.*} placeholders.
-	// Default: jwtauth/NAME in Caddy's data directory.
+	// Directory of the embedded session store (sessions.db, a bbolt
+	// database), the generated signing key (signing.key) and
+	// issuer.json; created at start with mode 0700, files 0600. One
+	// process at a time may open the embedded store. Supports {env.*}
+	// placeholders. Default: jwtauth/NAME in Caddy's data directory.
 	StoreDir string `json:"store_dir,omitempty"`
 
 	// Signing algorithm: EdDSA, ES256, RS256 (a 2048-bit key) or HS256 (a
-	// 32-byte secret). The key is generated from crypto/rand on first
-	// start and kept in store_dir/signing.key; it is never replaced, so
+	// 32-byte secret). Without key_file, the key is generated from
+	// crypto/rand on first start and kept in store_dir/signing.key; it is never replaced, so
 	// changing the algorithm later is refused until that file is moved
 	// away. Asymmetric public keys are published at
 	// <path_prefix>/.well-known/jwks.json. Default: EdDSA.
@@ -73,7 +81,8 @@ type Issuer struct {
 
 	// PEM private key (PKCS#8, SEC 1 or PKCS#1; for HS256 a "JWTAUTH HMAC
 	// KEY" block of at least 32 bytes) to sign with instead of the
-	// generated one. It must suit algorithm. Default: none.
+	// generated one. It must suit algorithm. Required with store redis.
+	// Default: none.
 	KeyFile string `json:"key_file,omitempty"`
 
 	// Lifetime of access tokens, never beyond their session's end.
@@ -99,42 +108,96 @@ type Issuer struct {
 	// path_prefix.
 	RefreshCookie *RefreshCookie `json:"refresh_cookie,omitempty"`
 
-	// Failed logins allowed per client IP and per login before further
-	// attempts, even with the right password, are answered 429 with
-	// Retry-After. Default: 5 per 1m.
+	// Failed logins allowed per (client IP, login) pair within a period
+	// before that pair's attempts, even with the right password, are
+	// answered 429 with Retry-After. A client IP is refused the same way
+	// after 4 × max failures over all logins. Failures of one login from
+	// many IPs never refuse it (that would let anyone lock its owner out):
+	// past max of them, each attempt on the login waits 500ms before its
+	// password is checked, doubling per failure up to 4s. The counts live in
+	// memory and survive reloads that keep login_limit. Default: 5 per 1m.
 	LoginLimit *LoginLimit `json:"login_limit,omitempty"`
 
+	// Where sessions live. Default: the embedded bbolt store,
+	// store_dir/sessions.db, for one Caddy process; use Redis to share
+	// the issuer's sessions among several nodes.
+	Store *SessionStore `json:"store,omitempty"`
+
 	// Make validators bound with issuer_keys refuse the access tokens of
-	// a session as soon as it ends (logout, reuse, refresh_ttl,
-	// idle_timeout, a changed or disabled user), through an O(1)
-	// in-memory lookup of the token's sid on every verification (cached
-	// tokens included). The trade-off: every protected request consults
-	// this issuer's session table (a map lookup under a read lock), and a
-	// token is accepted only by validators in the Caddy instance that owns
-	// store_dir; verifiers elsewhere, which use the JWKS, still accept it
-	// until exp. Without it, as in odoo_jwt, access tokens are
-	// self-contained and live until exp (access_ttl, 60s by default) after
-	// logout, and clients must discard them. Default: false.
+	// a session as soon as it is revoked (logout, reuse, a changed,
+	// disabled or removed user, an admin's revocation, the per-user
+	// bound), through a deny-list of revoked session ids kept in memory
+	// until their tokens have expired (access_ttl plus the validators'
+	// leeway): an O(1) lookup on every verification, cached tokens
+	// included. With Redis, every node follows the store's revocation
+	// feed, so a revocation on one node reaches all within
+	// revocation_max_staleness; while the feed is silent for longer, these
+	// validators answer 503 with Retry-After for this issuer's tokens
+	// (never 401, never a pass). After a restart of the embedded store,
+	// whose revocations are not retained, the access tokens issued before
+	// the start are refused until they expire. Verifiers elsewhere, which
+	// use the JWKS, still accept tokens until exp. Without it, as in
+	// odoo_jwt, access tokens are self-contained and live until exp
+	// (access_ttl, 60s by default) after logout, and clients must discard
+	// them. Default: false.
 	RevokeAccessTokens bool `json:"revoke_access_tokens,omitempty"`
 
-	name      string
-	storeDir  string
-	accessTTL time.Duration
-	rotation  time.Duration
-	cookie    RefreshCookie
-	sameSite  http.SameSite
-	limitMax  int
-	limitPer  time.Duration
-	users     map[string]*issuerUser
-	fake      fakeCredential
-	signer    *signer
-	keys      *keySet
-	policy    *sessionPolicy
-	state     *issuerState
-	released  bool       // cleanup ran
-	self      *Validator // verifies our own access tokens, for rotation
-	now       func() time.Time
-	logger    *zap.Logger
+	// With revoke_access_tokens and a shared store (Redis): how long the
+	// revocation feed may stay silent before validators bound to this
+	// issuer answer 503 for its tokens. Shorter bounds how late a
+	// revocation may arrive from another node; longer rides out brief
+	// network stalls without refusals. Default: 1s.
+	RevocationMaxStaleness caddy.Duration `json:"revocation_max_staleness,omitempty"`
+
+	name         string
+	storeDir     string
+	accessTTL    time.Duration
+	rotation     time.Duration
+	cookie       RefreshCookie
+	sameSite     http.SameSite
+	limitMax     int
+	limitPer     time.Duration
+	users        map[string]*issuerUser
+	fake         fakeCredential
+	redis        *redisOptions // nil: the embedded store
+	poolKey      string
+	maxStaleness time.Duration
+	pol          sessions.Policy
+	// signer is the key found at provision; start generates it if
+	// there was none.
+	signer *signer
+	*issuerLive
+	acquired bool       // start took sharedStores[poolKey]
+	self     *Validator // verifies our own access tokens, for rotation
+	now      func() time.Time
+	logger   *zap.Logger
+	audit    *zap.Logger
+
+	// the login limiter, from limiterPool under limiterKey
+	limiter    limiter.Limiter
+	limiterKey string
+	// wait applies the limiter's slowdown; tests replace it
+	wait func(ctx context.Context, d time.Duration) error
+	// storeErrs rate-limits the log of store write failures
+	storeErrs *burstLog
+}
+
+// issuerLive is the state of a provisioned issuer that requests read while
+// start may write it.
+type issuerLive struct {
+	keys atomic.Pointer[keySet]
+	// run is set by start: until then the endpoints answer 503 and
+	// bound validators cannot tell revoked sessions.
+	run atomic.Pointer[issuerRun]
+}
+
+// issuerRun is what a started issuer serves with.
+type issuerRun struct {
+	signer *signer
+	shared *sharedStore
+	// limiter is the login limiter shared through the store (Redis);
+	// nil: the issuer's own, in memory
+	limiter limiter.Limiter
 }
 
 // RefreshCookie configures the refresh-token cookie.
@@ -155,9 +218,12 @@ type RefreshCookie struct {
 	Insecure bool `json:"insecure,omitempty"`
 }
 
-// LoginLimit is a number of failed logins per period.
+// LoginLimit is a number of failed logins per period; see
+// Issuer.LoginLimit for how it is applied.
 type LoginLimit struct {
-	// Failed logins allowed per period. Default: 5.
+	// Failed logins allowed per period and (client IP, login) pair; a
+	// client IP gets 4 times as many over all logins, and a login is slowed
+	// down past as many from all IPs. Default: 5.
 	Max int `json:"max,omitempty"`
 	// Period, counted from the first failure. Default: 1m.
 	Per caddy.Duration `json:"per,omitempty"`
@@ -190,11 +256,14 @@ const (
 	defaultCookieName  = "refreshToken"
 )
 
-// provision sets the issuer up: defaults, users, the shared store, the
-// signing key and issuer.json. The app calls it before provisioning
+// provision sets the issuer up: defaults, checks, users and, if they
+// exist, the signing key. It creates nothing: start generates the key,
+// writes issuer.json and opens the store, so that `caddy validate` can run
+// beside a running server. The app calls it before provisioning
 // validators, which may bind to it.
 func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	is.name = name
+	is.issuerLive = new(issuerLive)
 	is.now = a.now
 	if is.now == nil {
 		is.now = time.Now
@@ -204,6 +273,7 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 		is.logger = zap.NewNop()
 	}
 	is.logger = is.logger.With(zap.String("issuer", name))
+	is.audit = is.logger
 	if err := is.setDefaults(); err != nil {
 		return err
 	}
@@ -218,19 +288,17 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	if err := is.loadUsers(); err != nil {
 		return err
 	}
-
-	if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
-		return fmt.Errorf("store_dir: %w", err)
+	if err := is.loadLimiter(); err != nil {
+		return err
 	}
-	val, _, err := issuerPool.LoadOrNew(is.storeDir, func() (caddy.Destructor, error) {
-		return openIssuerState(is.storeDir, is.logger)
-	})
-	if err != nil {
-		return fmt.Errorf("store_dir %s: %w", is.storeDir, err)
-	}
-	is.state = val.(*issuerState)
+	is.wait = waitCtx
+	is.storeErrs = new(burstLog)
 
+	if err := checkStoreDir(is.storeDir); err != nil {
+		return err
+	}
 	var key any
+	var err error
 	source := filepath.Join(is.storeDir, signingKeyFile)
 	if is.KeyFile != "" {
 		source = is.KeyFile
@@ -245,30 +313,19 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 			is.logger.Warn("key_file is readable by other users; restrict it to mode 0600",
 				zap.String("key_file", is.KeyFile), zap.String("mode", fi.Mode().Perm().String()))
 		}
-	} else if key, err = loadOrCreateSigningKey(is.storeDir, is.Algorithm); err != nil {
+	} else if key, err = readSigningKey(is.storeDir); err != nil {
 		return fmt.Errorf("signing key: %w", err)
 	}
-	if is.signer, err = newSigner(is.Algorithm, key, source); err != nil {
-		if is.KeyFile == "" {
-			err = fmt.Errorf("%w; move %s away to generate a new key for %s", err, source, is.Algorithm)
+	if key != nil {
+		if is.signer, err = newSigner(is.Algorithm, key, source); err != nil {
+			if is.KeyFile == "" {
+				err = fmt.Errorf("%w; move %s away to generate a new key for %s", err, source, is.Algorithm)
+			}
+			return err
 		}
-		return err
+		is.keys.Store(newKeySet([]*verKey{is.signer.ver}))
 	}
-	is.keys = newKeySet([]*verKey{is.signer.ver})
-	if err := writeIssuerMeta(is.storeDir, issuerMeta{
-		Iss: is.Iss, Audience: is.Audience, Algorithm: is.Algorithm, KID: is.signer.kid,
-		AccessTTL: is.accessTTL.String(), KeyFile: is.KeyFile,
-	}); err != nil {
-		return fmt.Errorf("store_dir: %w", err)
-	}
-
-	is.policy = &sessionPolicy{
-		refreshTTL: time.Duration(is.RefreshTTL),
-		idle:       time.Duration(is.IdleTimeout),
-		users:      is.users,
-		now:        is.now,
-	}
-	is.state.register(is.policy)
+	is.setRetention(0)
 
 	// the validator that checks our own access tokens when a client
 	// rotates its refresh token
@@ -287,6 +344,77 @@ func (is *Issuer) provision(ctx caddy.Context, name string, a *App) error {
 	if err := is.self.provision(ctx, "jwt_issuer "+name, a); err != nil {
 		return fmt.Errorf("access token verifier: %w", err)
 	}
+	return nil
+}
+
+// setRetention sets the session policy, keeping each revocation for
+// access_ttl plus leeway, the longest leeway of the validators bound to
+// the issuer.
+func (is *Issuer) setRetention(leeway time.Duration) {
+	is.pol = sessions.Policy{
+		RefreshTTL:  time.Duration(is.RefreshTTL),
+		IdleTimeout: time.Duration(is.IdleTimeout),
+		MaxPerLogin: maxSessionsPerLogin,
+		Grace:       rotationGrace,
+		Retain:      is.accessTTL + leeway,
+	}
+}
+
+// policy returns the session policy of this config.
+func (is *Issuer) policy() sessions.Policy { return is.pol }
+
+// start generates the signing key if there is none, writes issuer.json,
+// opens (or shares) the session store and ends the sessions of users that
+// changed. The app calls it from Start.
+func (is *Issuer) start() error {
+	sg := is.signer
+	if sg == nil {
+		if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
+			return fmt.Errorf("store_dir: %w", err)
+		}
+		key, err := loadOrCreateSigningKey(is.storeDir, is.Algorithm)
+		if err != nil {
+			return fmt.Errorf("signing key: %w", err)
+		}
+		source := filepath.Join(is.storeDir, signingKeyFile)
+		if sg, err = newSigner(is.Algorithm, key, source); err != nil {
+			return fmt.Errorf("%w; move %s away to generate a new key for %s", err, source, is.Algorithm)
+		}
+		is.keys.Store(newKeySet([]*verKey{sg.ver}))
+	}
+	if err := os.MkdirAll(is.storeDir, 0o700); err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	if err := writeIssuerMeta(is.storeDir, issuerMeta{
+		Iss: is.Iss, Audience: is.Audience, Algorithm: is.Algorithm, KID: sg.kid,
+		AccessTTL: is.accessTTL.String(), KeyFile: is.KeyFile,
+	}); err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+
+	fresh := false
+	val, _, err := sharedStores.LoadOrNew(is.poolKey, func() (caddy.Destructor, error) {
+		fresh = true
+		return is.openShared()
+	})
+	if err != nil {
+		return fmt.Errorf("session store: %w", err)
+	}
+	is.acquired = true
+	ss := val.(*sharedStore)
+	p := is.policy()
+	ss.policy.Store(&p)
+	run := &issuerRun{signer: sg, shared: ss}
+	if rs, ok := ss.store.(*redisstore.Store); ok {
+		// with Redis, every node counts the same login failures
+		l, err := rs.Limiter(limiterConfig(is.limitMax, is.limitPer))
+		if err != nil {
+			return fmt.Errorf("login_limit: %w", err)
+		}
+		run.limiter = l
+	}
+	is.run.Store(run)
+	is.endChangedUsers(ss, fresh)
 	return nil
 }
 
@@ -334,7 +462,19 @@ func (is *Issuer) setDefaults() error {
 		}
 	}
 
+	is.maxStaleness = time.Duration(is.RevocationMaxStaleness)
+	if is.maxStaleness == 0 {
+		is.maxStaleness = time.Second
+	}
+
 	repl := caddy.NewReplacer()
+	if is.Store != nil && is.Store.Redis != nil {
+		o, err := is.Store.Redis.setDefaults(repl)
+		if err != nil {
+			return err
+		}
+		is.redis = o
+	}
 	for _, p := range []*string{&is.UsersFile, &is.StoreDir, &is.KeyFile} {
 		s, err := repl.ReplaceOrErr(*p, true, true)
 		if err != nil {
@@ -355,6 +495,11 @@ func (is *Issuer) setDefaults() error {
 		if is.KeyFile, err = filepath.Abs(is.KeyFile); err != nil {
 			return fmt.Errorf("key_file: %w", err)
 		}
+	}
+	if is.redis != nil {
+		is.poolKey = is.redis.poolKey(is.name)
+	} else {
+		is.poolKey = "bolt\x00" + filepath.Join(is.storeDir, sessionsDBFile)
 	}
 	return nil
 }
@@ -402,34 +547,72 @@ func (is *Issuer) validate() error {
 	if is.limitMax < 1 || is.limitPer <= 0 {
 		return errors.New("login_limit: expected a positive count and period")
 	}
+	if is.RevocationMaxStaleness < 0 {
+		return errors.New("revocation_max_staleness must not be negative")
+	}
+	if is.RevocationMaxStaleness != 0 && !is.RevokeAccessTokens {
+		return errors.New("revocation_max_staleness needs revoke_access_tokens")
+	}
+	if is.Store != nil && is.Store.Redis == nil {
+		return errors.New("store: no backend configured (expected redis)")
+	}
+	if is.redis != nil {
+		if err := is.redis.validate(); err != nil {
+			return err
+		}
+		if strings.ContainsAny(is.name, "{}") {
+			return errors.New("store redis: the issuer name must not contain { or }")
+		}
+		if is.KeyFile == "" {
+			return errors.New("store redis requires key_file: every node must sign with the same key, or the others would refuse its tokens")
+		}
+	}
 	return nil
 }
 
-// cleanup releases the shared store.
-func (is *Issuer) cleanup() error {
-	if is.state == nil || is.released {
+// checkStoreDir refuses a store_dir that is a symbolic link, as the store
+// refuses symlinked files: whoever can change the link would move the
+// sessions and the signing key elsewhere. A missing store_dir is fine.
+func checkStoreDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	// is.state stays set: a request of this config may still be finishing
-	is.released = true
-	st := is.state
-	if is.policy != nil {
-		st.unregister(is.policy)
-		// the config replacing this one is running: end now the sessions
-		// that it, alone, refuses (a changed or disabled user)
-		if _, err := st.sweep(); err != nil {
-			is.logger.Warn("deleting ended sessions", zap.Error(err))
-		}
+	if err != nil {
+		return fmt.Errorf("store_dir: %w", err)
 	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("store_dir %s is a symbolic link; refusing it (give the real path)", dir)
+	}
+	return nil
+}
+
+// cleanup releases the shared store. is.run stays set: a request of this
+// config may still be finishing, and the store stays open while the next
+// config uses it.
+func (is *Issuer) cleanup() error {
+	is.releaseLimiter()
 	if is.self != nil {
 		is.self.cleanup()
 	}
-	_, err := issuerPool.Delete(is.storeDir)
+	if !is.acquired {
+		return nil
+	}
+	is.acquired = false
+	_, err := sharedStores.Delete(is.poolKey)
 	return err
 }
 
 // verificationKeys implements localIssuer.
-func (is *Issuer) verificationKeys() *keySet { return is.keys }
+func (is *Issuer) verificationKeys() *keySet { return is.keys.Load() }
+
+// signingAlgs implements localIssuer.
+func (is *Issuer) signingAlgs() algSet {
+	if a := lookupAlg(is.Algorithm); a != nil {
+		return 1 << a.bit
+	}
+	return 0
+}
 
 // issuerClaim implements localIssuer.
 func (is *Issuer) issuerClaim() string { return is.Iss }
@@ -437,20 +620,32 @@ func (is *Issuer) issuerClaim() string { return is.Iss }
 // issuedAudiences implements localIssuer.
 func (is *Issuer) issuedAudiences() []string { return is.Audience }
 
-// revoked implements localIssuer: with revoke_access_tokens, a sid is
-// revoked unless it names a live session of this store. The check is a map
-// lookup.
-func (is *Issuer) revoked(sid string) bool {
+// revoked implements localIssuer: with revoke_access_tokens, the access
+// tokens of session sid issued at iat (Unix seconds) are refused if the
+// deny-list holds sid or a floor covers iat, and cannot be judged before
+// start or while a shared store's feed is silent. It is a few atomic loads
+// and at most one map lookup; it never allocates.
+func (is *Issuer) revoked(sid string, iat int64, now time.Time) revocationState {
 	if !is.RevokeAccessTokens {
-		return false
+		return notRevoked
 	}
-	st := is.state
-	if st == nil {
-		return true
+	run := is.run.Load()
+	if run == nil {
+		return revocationUnknown
 	}
-	s := st.get(sid)
-	return s == nil || is.policy.dead(s, is.now())
+	n := now.UnixNano()
+	if run.shared.stale(n, is.maxStaleness) {
+		return revocationUnknown
+	}
+	if run.shared.deny.denied(sid, iat, n) {
+		return sessionRevoked
+	}
+	return notRevoked
 }
+
+// revocationRetry is the Retry-After of a 503 for a token whose revocation
+// cannot be checked.
+func (is *Issuer) revocationRetry() time.Duration { return max(is.maxStaleness, time.Second) }
 
 // loadUsers reads the users file and prepares the fake credential.
 func (is *Issuer) loadUsers() error {
@@ -501,34 +696,16 @@ func (is *Issuer) loadUsers() error {
 var fakeHashes sync.Map
 
 // fakeCredentialFor returns a hash of a random password with the kind and
-// cost parameters most users have, so an unknown login costs what a known
-// one does. caddyauth's FakeHash serves when it has those parameters (the
-// defaults of `caddy hash-password`).
+// cost parameters of the slowest hash the users have (see slowestHash), so
+// an unknown login costs at least what a known one does. caddyauth's
+// FakeHash serves when it has those parameters (the defaults of `caddy
+// hash-password`).
 func fakeCredentialFor(users []*issuerUser) (fakeCredential, error) {
-	counts := make(map[string]int)
-	sample := make(map[string]*issuerUser)
-	for _, u := range users {
-		k := hashParams(u.hash)
-		counts[k]++
-		if sample[k] == nil {
-			sample[k] = u
-		}
-	}
-	best := ""
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if best == "" || counts[k] > counts[best] {
-			best = k
-		}
-	}
-	if best == "" {
+	u := slowestUser(users)
+	if u == nil {
 		return fakeCredential{hash: caddyauth.BcryptHash{}.FakeHash(), cmp: caddyauth.BcryptHash{}, bcrypt: true}, nil
 	}
-	u := sample[best]
+	best := hashParams(u.hash)
 	fc := fakeCredential{cmp: u.cmp, bcrypt: u.bcrypt}
 	if u.bcrypt {
 		if ref := (caddyauth.BcryptHash{}).FakeHash(); hashParams(ref) == best {
@@ -613,7 +790,7 @@ func (is *Issuer) checkPassword(login, password string) *issuerUser {
 
 // mintAccess signs an access token for u in session sid. Its exp never
 // passes the session's end.
-func (is *Issuer) mintAccess(u *issuerUser, sid string, now, sessionEnd time.Time) (string, time.Time, error) {
+func (is *Issuer) mintAccess(sg *signer, u *issuerUser, sid string, now, sessionEnd time.Time) (string, time.Time, error) {
 	exp := now.Add(is.accessTTL)
 	if sessionEnd.Before(exp) {
 		exp = sessionEnd
@@ -623,7 +800,7 @@ func (is *Issuer) mintAccess(u *issuerUser, sid string, now, sessionEnd time.Tim
 		return "", time.Time{}, err
 	}
 	c := accessTokenClaims(is.Iss, is.Audience, u.userID.String(), u.userID, u.login, now, exp, jti, sid, u.claims)
-	tok, err := is.signer.sign(c)
+	tok, err := sg.sign(c)
 	return tok, exp.Truncate(time.Second), err
 }
 
@@ -646,7 +823,22 @@ func (is *Issuer) mintAccess(u *issuerUser, sid string, now, sessionEnd time.Tim
 //			insecure
 //		}
 //		login_limit N PER
-//		revoke_access_tokens
+//		store redis {
+//			address HOST:PORT|unix/PATH
+//			username USER
+//			password SECRET
+//			db N
+//			tls {
+//				ca_file PATH
+//				server_name NAME
+//			}
+//			sentinel MASTER_NAME
+//			key_prefix PREFIX
+//			timeout DURATION
+//		}
+//		revoke_access_tokens {
+//			max_staleness DURATION
+//		}
 //	}
 func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := make(map[string]bool)
@@ -705,13 +897,41 @@ func (is *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("login_limit: %q is not a positive duration", args[1])
 			}
 			is.LoginLimit = &LoginLimit{Max: n, Per: caddy.Duration(per)}
+		case "store":
+			is.Store = new(SessionStore)
+			err = is.Store.unmarshalCaddyfile(d)
 		case "revoke_access_tokens":
-			err = noArgs(d, &is.RevokeAccessTokens)
+			if err = noArgs(d, &is.RevokeAccessTokens); err == nil {
+				err = is.unmarshalRevokeBlock(d)
+			}
 		default:
 			return d.Errf("unrecognized issuer option %q", opt)
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalRevokeBlock reads the optional block of revoke_access_tokens.
+func (is *Issuer) unmarshalRevokeBlock(d *caddyfile.Dispenser) error {
+	seen := false
+	for n := d.Nesting(); d.NextBlock(n); {
+		switch d.Val() {
+		case "max_staleness":
+			if seen {
+				return d.Err("revoke_access_tokens: max_staleness given twice")
+			}
+			seen = true
+			if err := durationArg(d, &is.RevocationMaxStaleness); err != nil {
+				return err
+			}
+			if is.RevocationMaxStaleness == 0 {
+				return d.Err("max_staleness: must be positive")
+			}
+		default:
+			return d.Errf("unrecognized revoke_access_tokens option %q", d.Val())
 		}
 	}
 	return nil
@@ -772,8 +992,11 @@ func (h *IssuerHandler) Provision(ctx caddy.Context) error {
 		return errors.New("jwt_issuer: an issuer name is required")
 	}
 	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option)")
+	}
 	if err != nil {
-		return fmt.Errorf("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option): %w", err)
+		return fmt.Errorf("jwt_issuer: %w", err)
 	}
 	is, err := appIface.(*App).issuer(h.Issuer)
 	if err != nil {
@@ -871,7 +1094,6 @@ var (
 	_ caddyfile.Unmarshaler       = (*IssuerHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*Issuer)(nil)
 	_ localIssuer                 = (*Issuer)(nil)
-	_ caddy.Destructor            = (*issuerState)(nil)
 )
 
 // mintFromIssuerDir mints an access token as the issuer whose store_dir is

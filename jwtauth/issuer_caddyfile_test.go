@@ -28,6 +28,29 @@ func TestIssuerCaddyfile(t *testing.T) {
 				insecure
 			}
 			login_limit 10 5m
+			store redis {
+				address sentinel-1:26379
+				address sentinel-2:26379
+				username caddy
+				password {env.REDIS_PASSWORD}
+				db 2
+				tls {
+					ca_file /etc/caddy/redis-ca.pem
+					server_name redis.internal
+				}
+				sentinel mymaster
+				key_prefix auth
+				timeout 250ms
+			}
+			revoke_access_tokens {
+				max_staleness 2s
+			}
+		}
+		issuer bare {
+			users_file u.json
+			store redis {
+				address unix//run/redis.sock
+			}
 			revoke_access_tokens
 		}
 		issuer plain {
@@ -42,11 +65,15 @@ func TestIssuerCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(a.Issuers)
-	want := `{"mobile":{"iss":"https://auth.example.com","audience":["mobile","web"],"users_file":"/etc/caddy/users.json",` +
+	want := `{"bare":{"users_file":"u.json","store":{"redis":{"addresses":["unix//run/redis.sock"]}},"revoke_access_tokens":true},` +
+		`"mobile":{"iss":"https://auth.example.com","audience":["mobile","web"],"users_file":"/etc/caddy/users.json",` +
 		`"store_dir":"/var/lib/jwtauth","algorithm":"ES256","key_file":"/etc/caddy/key.pem","access_ttl":120000000000,` +
 		`"refresh_ttl":86400000000000,"idle_timeout":3600000000000,"rotation_period":43200000000000,` +
 		`"refresh_cookie":{"name":"rt","same_site":"lax","path":"/api/auth","insecure":true},` +
-		`"login_limit":{"max":10,"per":300000000000},"revoke_access_tokens":true},` +
+		`"login_limit":{"max":10,"per":300000000000},` +
+		`"store":{"redis":{"addresses":["sentinel-1:26379","sentinel-2:26379"],"username":"caddy","password":"{env.REDIS_PASSWORD}",` +
+		`"db":2,"tls":{"ca_file":"/etc/caddy/redis-ca.pem","server_name":"redis.internal"},"sentinel":"mymaster",` +
+		`"key_prefix":"auth","timeout":250000000}},"revoke_access_tokens":true,"revocation_max_staleness":2000000000},` +
 		`"plain":{"users_file":"u.json","refresh_cookie":{"insecure":true}}}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
@@ -66,6 +93,27 @@ func TestIssuerCaddyfileErrors(t *testing.T) {
 		{"issuer x {\n\tlogin_limit 0 1m\n}", "Testfile:2 login_limit: \"0\""},
 		{"issuer x {\n\tlogin_limit 5 -1m\n}", "Testfile:2 login_limit: \"-1m\""},
 		{"issuer x {\n\trevoke_access_tokens yes\n}", "Testfile:2 revoke_access_tokens: unexpected argument"},
+		{"issuer x {\n\trevoke_access_tokens {\n\t\tmax_staleness\n\t}\n}", "Testfile:3 max_staleness: expected one argument"},
+		{"issuer x {\n\trevoke_access_tokens {\n\t\tmax_staleness 0s\n\t}\n}", "Testfile:3 max_staleness: must be positive"},
+		{"issuer x {\n\trevoke_access_tokens {\n\t\tmax_staleness 1s\n\t\tmax_staleness 2s\n\t}\n}", "Testfile:4 revoke_access_tokens: max_staleness given twice"},
+		{"issuer x {\n\trevoke_access_tokens {\n\t\tstaleness 1s\n\t}\n}", `Testfile:3 unrecognized revoke_access_tokens option "staleness"`},
+		{"issuer x {\n\tstore\n}", "Testfile:2 store: expected a backend"},
+		{"issuer x {\n\tstore bolt\n}", `Testfile:2 store: unknown backend "bolt"`},
+		{"issuer x {\n\tstore redis localhost:6379\n}", `Testfile:2 store redis: unexpected argument "localhost:6379"; options go in a block`},
+		{"issuer x {\n\tstore redis {\n\t}\n}", "Testfile:3 store redis: at least one address is required"},
+		{"issuer x {\n\tstore redis {\n\t\taddress\n\t}\n}", "Testfile:3 address: expected one argument"},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1 b:2\n\t}\n}", `Testfile:3 address: expected one argument, got also "b:2"`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\tdb one\n\t}\n}", `Testfile:4 db: "one" is not a non-negative integer`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\tdb -1\n\t}\n}", `Testfile:4 db: "-1" is not a non-negative integer`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\ttimeout soon\n\t}\n}", `Testfile:4 timeout: "soon" is not a duration`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\ttimeout 0s\n\t}\n}", "Testfile:4 timeout: must be positive"},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\tpassword a\n\t\tpassword b\n\t}\n}", "Testfile:5 store redis: password given twice"},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\tsentinel m\n\t\tsentinel n\n\t}\n}", "Testfile:5 store redis: sentinel given twice"},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\tport 1\n\t}\n}", `Testfile:4 unrecognized store redis option "port"`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\ttls on\n\t}\n}", `Testfile:4 tls: unexpected argument "on"`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\ttls {\n\t\t\tcert_file c\n\t\t}\n\t}\n}", `Testfile:5 unrecognized tls option "cert_file"`},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t\ttls {\n\t\t\tca_file a\n\t\t\tca_file b\n\t\t}\n\t}\n}", "Testfile:6 tls: ca_file given twice"},
+		{"issuer x {\n\tstore redis {\n\t\taddress a:1\n\t}\n\tstore redis {\n\t\taddress b:1\n\t}\n}", "Testfile:5 issuer: store given twice"},
 		{"issuer x {\n\trefresh_cookie a b\n}", "Testfile:2 refresh_cookie: unexpected argument"},
 		{"issuer x {\n\trefresh_cookie {\n\t\tsame_site loose\n\t}\n}", "Testfile:3"},
 		{"issuer x {\n\trefresh_cookie {\n\t\tdomain a\n\t}\n}", "Testfile:3 unrecognized refresh_cookie option \"domain\""},

@@ -27,7 +27,7 @@ func FuzzIssuerRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/api/authenticate", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		rq, e := readAPIRequest(httptest.NewRecorder(), r)
+		rq, e := readAPIRequest(httptest.NewRecorder(), r, false)
 		if rq == nil {
 			t.Fatal("nil request")
 		}

@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 // maxIssuerBody caps the body of an issuer endpoint request.
@@ -39,27 +42,32 @@ var (
 	errCrossOriginRefused = &endpointError{status: http.StatusForbidden, code: "invalid_request", desc: "cross-origin request refused"}
 	errBadCredentials     = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid login or password"}
 	errNoRefreshToken     = badRequest("a refresh token is required (the refresh cookie, a refreshToken header or refreshToken field)")
-	errStoreDown          = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the session store cannot write; retry later", retryAfter: 5 * time.Second}
+	errStoreDown          = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the session store is unavailable; retry later", retryAfter: 5 * time.Second}
+	errLimiterDown        = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login limiter is unavailable; retry later", retryAfter: 5 * time.Second}
+	errLoginAbandoned     = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login was interrupted; retry", retryAfter: time.Second}
+	errNotReady           = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the issuer is starting; retry later", retryAfter: time.Second}
+	errUserMismatch       = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "the refresh token does not belong to user_id", session: true}
 )
 
-// sessionError maps a session operation's error to its answer.
-func sessionError(err error) *endpointError {
+// sessionError maps a session operation's error to its answer: a refusal of
+// the token is 401, anything else a failure of the store, 503 (never 401,
+// never 500), logged at Error once per burst (logStoreFailure).
+func (is *Issuer) sessionError(err error) *endpointError {
 	invalid := func(desc string) *endpointError {
 		return &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: desc, session: true}
 	}
 	switch {
-	case errors.Is(err, errStoreUnavailable):
-		return errStoreDown
-	case errors.Is(err, errRefreshUnknown), errors.Is(err, errSessionEnded):
+	case errors.Is(err, sessions.ErrUnknown), errors.Is(err, sessions.ErrEnded):
 		return invalid("invalid or expired refresh token")
-	case errors.Is(err, errRefreshReused):
+	case errors.Is(err, sessions.ErrReused):
 		return invalid("refresh token reused: the session is revoked")
-	case errors.Is(err, errJustRotated):
-		return invalid("refresh token already rotated")
-	case errors.Is(err, errSessionMismatch):
+	case errors.Is(err, sessions.ErrMismatch):
 		return invalid("the access token belongs to another session")
+	case errors.Is(err, errNotStarted):
+		return errNotReady
 	}
-	return nil
+	is.logStoreFailure(err)
+	return errStoreDown
 }
 
 // apiRequest is a parsed endpoint request: plain JSON or Odoo's JSON-RPC
@@ -103,9 +111,15 @@ func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, "POST")
 	}
-	rq, e := readAPIRequest(w, r)
+	// only /authenticate needs fields: the others take the refresh token
+	// from a header or the cookie, and then need no body at all
+	rq, e := readAPIRequest(w, r, rest != "/authenticate")
 	if e != nil {
 		rq.fail(w, e)
+		return nil
+	}
+	if h.issuer.run.Load() == nil {
+		rq.fail(w, errNotReady)
 		return nil
 	}
 	return endpoint(w, r, rq)
@@ -119,15 +133,21 @@ func methodNotAllowed(w http.ResponseWriter, allow string) error {
 
 // readAPIRequest checks the media type and size, and parses the body. The
 // returned request is never nil: once the envelope is recognized, errors in
-// it are answered in the envelope.
-func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpointError) {
+// it are answered in the envelope. With emptyOK, a request without a
+// Content-Type is accepted when its body is empty (curl -X POST with only a
+// refreshToken header); any body must still be JSON.
+func readAPIRequest(w http.ResponseWriter, r *http.Request, emptyOK bool) (*apiRequest, *endpointError) {
 	rq := new(apiRequest)
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+	notJSON := &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
+	_, typed := r.Header["Content-Type"]
+	if typed || !emptyOK {
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			return rq, notJSON
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
+		}
 	}
 	tooLarge := &endpointError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "body larger than 64 KiB"}
 	if r.ContentLength > maxIssuerBody {
@@ -144,6 +164,8 @@ func readAPIRequest(w http.ResponseWriter, r *http.Request) (*apiRequest, *endpo
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		body = []byte("{}")
+	} else if !typed {
+		return rq, notJSON
 	}
 	if !json.Valid(body) {
 		return rq, badRequest("malformed JSON")
@@ -383,40 +405,30 @@ func (h *IssuerHandler) findRefreshToken(r *http.Request, rq *apiRequest) (tok s
 	return "", false, errNoRefreshToken
 }
 
-// refreshTokenOfUser is refreshToken followed by checkUserID, for the
-// endpoints that name the session's user.
-func (h *IssuerHandler) refreshTokenOfUser(r *http.Request, rq *apiRequest) (string, *endpointError) {
-	tok, e := h.refreshToken(r, rq)
-	if e == nil {
-		e = h.checkUserID(rq, tok)
-	}
-	return tok, e
-}
-
-// checkUserID refuses a request whose user_id, when given, is not the
-// session's, before anything changes.
-func (h *IssuerHandler) checkUserID(rq *apiRequest, tok string) *endpointError {
+// userIDParam reads the optional user_id parameter, a number or a string,
+// which must then be the session's.
+func userIDParam(rq *apiRequest) (string, bool, *endpointError) {
 	raw, ok := rq.params["user_id"]
 	if !ok || string(raw) == "null" {
-		return nil
+		return "", false, nil
 	}
-	var given string
 	switch {
 	case len(raw) > 0 && raw[0] == '"':
-		given, _ = decodeString(raw)
+		given, _ := decodeString(raw)
+		return given, true, nil
 	case isScalar(raw):
-		given = string(raw)
-	default:
-		return badRequest("user_id must be a number or a string")
+		return string(raw), true, nil
 	}
-	if !validRefreshTokenSyntax(tok) {
-		return nil
+	return "", false, badRequest("user_id must be a number or a string")
+}
+
+// opContext bounds a store operation by the request and, with Redis, by the
+// store's timeout.
+func (is *Issuer) opContext(r *http.Request) (context.Context, context.CancelFunc) {
+	if is.redis != nil {
+		return context.WithTimeout(r.Context(), is.redis.timeout)
 	}
-	s, _ := h.issuer.state.find(hashRefreshToken(tok), h.issuer.now())
-	if s != nil && given != s.rec.UserID.String() {
-		return &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "the refresh token does not belong to user_id", session: true}
-	}
-	return nil
+	return r.Context(), func() {}
 }
 
 type authenticateResult struct {
@@ -450,35 +462,63 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 		rq.fail(w, errCrossOriginRefused)
 		return nil
 	}
-	st := is.state
-	addr, lk := clientAddr(r), loginKey(login)
-	if wait, ok := st.limiter.attempt(addr, lk, is.limitMax, is.limitPer, is.now()); !ok {
+	run := is.run.Load()
+	st := run.shared
+	lim := is.loginLimiter(run)
+	addr, ctx := clientAddr(r), r.Context()
+	d, err := lim.Before(ctx, addr, login, is.now())
+	if err != nil {
+		rq.fail(w, errLimiterDown)
+		return nil
+	}
+	if !d.OK {
 		if c := h.logger.Check(zapcore.DebugLevel, "login refused: too many failures"); c != nil {
 			c.Write(zap.String("client", addr))
 		}
-		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: wait})
+		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter})
 		return nil
+	}
+	if d.Delay > 0 {
+		// the login's slowdown, the same whatever the password
+		if c := h.logger.Check(zapcore.DebugLevel, "login slowed down"); c != nil {
+			c.Write(zap.String("client", addr), zap.Duration("delay", d.Delay))
+		}
+		if err := is.wait(ctx, d.Delay); err != nil {
+			// the client went away: the attempt counts as failed
+			_ = lim.Failed(context.WithoutCancel(ctx), addr, login, is.now())
+			rq.fail(w, errLoginAbandoned)
+			return nil
+		}
 	}
 	u := is.checkPassword(login, password)
 	if u == nil {
+		if err := lim.Failed(ctx, addr, login, is.now()); err != nil {
+			rq.fail(w, errLimiterDown)
+			return nil
+		}
 		if c := h.logger.Check(zapcore.DebugLevel, "login failed"); c != nil {
 			c.Write(zap.String("client", addr))
 		}
 		rq.fail(w, errBadCredentials)
 		return nil
 	}
-	st.limiter.succeeded(addr, lk)
-	now := is.now()
-	s, rt, err := st.create(u, now)
-	if err != nil {
-		if e := sessionError(err); e != nil {
-			rq.fail(w, e)
-			return nil
-		}
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	if err := lim.Succeeded(ctx, addr, login, is.now()); err != nil {
+		rq.fail(w, errLimiterDown)
+		return nil
 	}
-	end := is.policy.end(s)
-	at, exp, err := is.mintAccess(u, s.rec.SID, now, end)
+	now := is.now()
+	ctx, cancel := is.opContext(r)
+	defer cancel()
+	p := is.policy()
+	s, rt, revs, err := st.store.Create(ctx, p, sessions.New{Login: u.login, UserID: u.userID.String(), FP: u.fp}, now)
+	is.ended(revs)
+	if err != nil {
+		rq.fail(w, is.sessionError(err))
+		return nil
+	}
+	st.deny.created(s.SID, now)
+	end := p.End(s)
+	at, exp, err := is.mintAccess(run.signer, u, s.SID, now, end)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
@@ -495,7 +535,7 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 		res.RefreshToken = rt
 	}
 	if c := h.logger.Check(zapcore.DebugLevel, "login"); c != nil {
-		c.Write(zap.String("login", u.login), zap.String("sid", s.rec.SID), zap.String("client", addr))
+		c.Write(zap.String("login", u.login), zap.String("sid", s.SID), zap.String("client", addr))
 	}
 	return rq.reply(w, res)
 }
@@ -510,26 +550,45 @@ func expiresIn(exp, now time.Time) int64 {
 // the session of the refresh token.
 func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, e := h.refreshTokenOfUser(r, rq)
+	run := is.run.Load()
+	tok, e := h.refreshToken(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
 	}
-	now := is.now()
-	s, err := is.state.use(tok, is.policy, now)
-	if err != nil {
-		if e := sessionError(err); e != nil {
-			rq.fail(w, e)
-			return nil
-		}
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	u := is.users[s.rec.Login]
-	if u == nil { // the policy refuses such sessions; never mint for them
-		rq.fail(w, sessionError(errSessionEnded))
+	uid, hasUID, e := userIDParam(rq)
+	if e != nil {
+		rq.fail(w, e)
 		return nil
 	}
-	at, exp, err := is.mintAccess(u, s.rec.SID, now, is.policy.end(s))
+	ctx, cancel := is.opContext(r)
+	defer cancel()
+	now, p := is.now(), is.policy()
+	if hasUID {
+		// a user_id that is not the session's changes nothing
+		s, revs, err := run.shared.store.Find(ctx, p, tok, now)
+		is.ended(revs)
+		if err == nil && s.UserID != uid {
+			rq.fail(w, errUserMismatch)
+			return nil
+		}
+	}
+	s, revs, err := run.shared.store.Use(ctx, p, tok, now)
+	is.ended(revs)
+	if err != nil {
+		rq.fail(w, is.sessionError(err))
+		return nil
+	}
+	u, ok := is.userCurrent(s)
+	if !ok { // the user changed since the login: never mint for them
+		if err := is.endStale(ctx, run.shared, s.SID); err != nil {
+			rq.fail(w, is.sessionError(err))
+			return nil
+		}
+		rq.fail(w, is.sessionError(sessions.ErrEnded))
+		return nil
+	}
+	at, exp, err := is.mintAccess(run.signer, u, s.SID, now, p.End(s))
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
@@ -541,21 +600,34 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 
 // rotate is POST <prefix>/update/refresh-token: a new refresh token for the
 // family, given its current one and a valid access token of the same
-// session.
+// session. A rotation retried with the same token within the grace window
+// (its answer was lost) gets the same successor.
 func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
-	tok, e := h.refreshTokenOfUser(r, rq)
+	run := is.run.Load()
+	tok, e := h.refreshToken(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
 	}
+	uid, hasUID, e := userIDParam(rq)
+	if e != nil {
+		rq.fail(w, e)
+		return nil
+	}
+	ctx, cancel := is.opContext(r)
+	defer cancel()
+	now, p := is.now(), is.policy()
 	// a rotated-out token ends its family whatever else the request holds
-	if validRefreshTokenSyntax(tok) {
-		if s, m := is.state.find(hashRefreshToken(tok), is.now()); m == matchReused {
-			is.state.reused(s)
-			rq.fail(w, sessionError(errRefreshReused))
-			return nil
-		}
+	s, revs, err := run.shared.store.Find(ctx, p, tok, now)
+	is.ended(revs)
+	switch {
+	case errors.Is(err, sessions.ErrReused), storeFailed(err):
+		rq.fail(w, is.sessionError(err))
+		return nil
+	case err == nil && hasUID && s.UserID != uid:
+		rq.fail(w, errUserMismatch)
+		return nil
 	}
 	ex, err := extractToken(r, is.self.Sources)
 	if err != nil {
@@ -571,16 +643,21 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 		rq.fail(w, &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "the access token is invalid or expired", session: true})
 		return nil
 	}
-	now := is.now()
-	s, newTok, err := is.state.rotate(tok, id.sid, is.policy, now)
+	s, newTok, revs, err := run.shared.store.Rotate(ctx, p, tok, id.sid, now)
+	is.ended(revs)
 	if err != nil {
-		if e := sessionError(err); e != nil {
-			rq.fail(w, e)
+		rq.fail(w, is.sessionError(err))
+		return nil
+	}
+	if _, ok := is.userCurrent(s); !ok {
+		if err := is.endStale(ctx, run.shared, s.SID); err != nil {
+			rq.fail(w, is.sessionError(err))
 			return nil
 		}
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		rq.fail(w, is.sessionError(sessions.ErrEnded))
+		return nil
 	}
-	h.setRefreshCookie(w, newTok, is.policy.end(s), now)
+	h.setRefreshCookie(w, newTok, p.End(s), now)
 	res := struct {
 		Status       string `json:"status"`
 		RefreshToken string `json:"refreshToken,omitempty"`
@@ -596,17 +673,21 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 // token is answered like a known one.
 func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
 	is := h.issuer
+	run := is.run.Load()
 	tok, e := h.refreshToken(r, rq)
 	if e != nil {
 		rq.fail(w, e)
 		return nil
 	}
-	if _, err := is.state.revoke(tok, is.now()); err != nil {
-		if e := sessionError(err); e != nil {
-			rq.fail(w, e)
-			return nil
-		}
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	ctx, cancel := is.opContext(r)
+	defer cancel()
+	rev, found, err := run.shared.store.Revoke(ctx, is.policy(), tok, is.now())
+	if found {
+		is.ended([]sessions.Revocation{rev})
+	}
+	if err != nil {
+		rq.fail(w, is.sessionError(err))
+		return nil
 	}
 	h.clearRefreshCookie(w)
 	return rq.reply(w, struct {
@@ -641,7 +722,12 @@ func (h *IssuerHandler) serveJWKS(w http.ResponseWriter, r *http.Request) error 
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	jwks := h.issuer.signer.jwks
+	run := h.issuer.run.Load()
+	if run == nil {
+		writeEndpointError(w, errNotReady)
+		return nil
+	}
+	jwks := run.signer.jwks
 	if jwks == nil {
 		writeEndpointError(w, &endpointError{status: http.StatusNotFound, code: "not_found", desc: "this issuer signs with a shared secret, which is never published"})
 		return nil

@@ -2,11 +2,8 @@ package jwtauth
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -160,99 +157,5 @@ func TestIssuerFakeHashDefault(t *testing.T) {
 	fc, err = fakeCredentialFor([]*issuerUser{u2})
 	if err != nil || fc.bcrypt || hashParams(fc.hash) != hashParams(u2.hash) {
 		t.Fatalf("argon2id fake %q (%s), %v", fc.hash, hashParams(fc.hash), err)
-	}
-}
-
-// TestIssuerLoginLimit: past login_limit failures, attempts are answered
-// 429 with Retry-After, even with the right password, per client address
-// and per login; X-Forwarded-For does not change the address.
-func TestIssuerLoginLimit(t *testing.T) {
-	auth := func(e *itEnv, login, password, ip string, hdr map[string]string) itRes {
-		return e.do(itReq{path: "/authenticate", body: `{"login":"` + login + `","password":"` + password + `"}`, ip: ip, header: hdr})
-	}
-	t.Run("per address", func(t *testing.T) {
-		e := newItEnv(t, nil)
-		for i := range 5 {
-			auth(e, "alice", "wrong", "203.0.113.5", map[string]string{"X-Forwarded-For": "10.0.0." + string(rune('1'+i))}).expect(t, 401, "invalid_grant")
-			e.clock.Add(time.Second)
-		}
-		for _, xff := range []string{"", "10.9.9.9", "192.0.2.77, 10.0.0.1"} {
-			res := auth(e, "bob", "bob-password", "203.0.113.5", map[string]string{"X-Forwarded-For": xff})
-			res.expect(t, 429, "too_many_requests")
-			if ra := res.Header().Get("Retry-After"); ra != "55" {
-				t.Fatalf("Retry-After %q, want 55", ra)
-			}
-		}
-		// another address is not affected
-		auth(e, "bob", "bob-password", "203.0.113.6", nil).expect(t, 200, "")
-		e.clock.Add(55 * time.Second)
-		auth(e, "bob", "bob-password", "203.0.113.5", nil).expect(t, 200, "")
-	})
-	t.Run("per login", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3, Per: 0} })
-		for i := range 3 {
-			auth(e, "alice", "wrong", "198.51.100."+string(rune('1'+i)), nil).expect(t, 401, "invalid_grant")
-		}
-		res := auth(e, "alice", "alice-password", "198.51.100.9", nil)
-		res.expect(t, 429, "too_many_requests")
-		if res.Header().Get("Retry-After") != "60" {
-			t.Fatalf("Retry-After %q", res.Header().Get("Retry-After"))
-		}
-		m := e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":3,"params":{"login":"alice","password":"alice-password"}}`, ip: "198.51.100.10"}).expect(t, 200, "")
-		if d := m["error"].(map[string]any)["data"].(map[string]any); d["http_status"] != float64(429) {
-			t.Fatalf("envelope %v", m)
-		}
-		auth(e, "bob", "bob-password", "198.51.100.9", nil).expect(t, 200, "")
-		e.clock.Add(time.Minute)
-		auth(e, "alice", "alice-password", "198.51.100.9", nil).expect(t, 200, "")
-	})
-	t.Run("ipv6 /64", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
-		auth(e, "alice", "wrong", "2001:db8:1:2::1", nil).expect(t, 401, "invalid_grant")
-		auth(e, "bob", "wrong", "2001:db8:1:2:ffff::9", nil).expect(t, 401, "invalid_grant")
-		auth(e, "bob", "bob-password", "2001:db8:1:2::abcd", nil).expect(t, 429, "too_many_requests")
-		auth(e, "bob", "bob-password", "2001:db8:1:3::1", nil).expect(t, 200, "")
-	})
-	t.Run("concurrent guesses", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3} })
-		const n = 16
-		codes := make([]int, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				codes[i] = auth(e, "alice", "wrong", "203.0.113.9", nil).Code
-			}()
-		}
-		wg.Wait()
-		count := map[int]int{}
-		for _, c := range codes {
-			count[c]++
-		}
-		if count[401] != 3 || count[429] != n-3 {
-			t.Fatalf("answers %v: the limit must hold for concurrent attempts", count)
-		}
-	})
-	t.Run("success resets the login only", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
-		auth(e, "alice", "wrong", "192.0.2.10", nil).expect(t, 401, "invalid_grant")
-		auth(e, "alice", "alice-password", "192.0.2.11", nil).expect(t, 200, "")
-		auth(e, "alice", "wrong", "192.0.2.12", nil).expect(t, 401, "invalid_grant")
-		auth(e, "alice", "alice-password", "192.0.2.13", nil).expect(t, 200, "")
-	})
-}
-
-// TestLoginLimiterBounded keeps the tables bounded.
-func TestLoginLimiterBounded(t *testing.T) {
-	var l loginLimiter
-	now := testNow
-	for i := range maxLimiterEntries + 10 {
-		if _, ok := l.attempt("ip"+strconv.Itoa(i), loginKey(strconv.Itoa(i)), 5, time.Minute, now); !ok {
-			t.Fatal("a first attempt was refused")
-		}
-	}
-	if len(l.ips) > maxLimiterEntries || len(l.logins) > maxLimiterEntries {
-		t.Fatalf("%d / %d entries", len(l.ips), len(l.logins))
 	}
 }

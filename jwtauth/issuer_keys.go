@@ -232,6 +232,21 @@ func parseSigningKey(data []byte, source string) (any, error) {
 	return key, nil
 }
 
+// readSigningKey reads store_dir/signing.key if it exists (nil, nil if
+// not), without changing anything: `caddy validate` runs it beside a
+// running server.
+func readSigningKey(dir string) (any, error) {
+	path := filepath.Join(dir, signingKeyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseSigningKey(data, path)
+}
+
 // loadOrCreateSigningKey reads store_dir/signing.key, generating it for
 // algorithm on first start. The key is created exclusively, with mode 0600,
 // so it is never replaced: changing algorithm later is refused by newSigner

@@ -19,6 +19,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/boltstore"
 )
 
 func itMode(t *testing.T, path string, want os.FileMode) {
@@ -60,7 +62,7 @@ func TestIssuerKeys(t *testing.T) {
 			if err := json.Unmarshal(metaRaw, &meta); err != nil {
 				t.Fatal(err)
 			}
-			if meta.Iss != "test" || len(meta.Audience) != 1 || meta.Audience[0] != "test" || meta.Algorithm != alg || meta.KID != e.is.signer.kid || meta.AccessTTL != "1m0s" {
+			if meta.Iss != "test" || len(meta.Audience) != 1 || meta.Audience[0] != "test" || meta.Algorithm != alg || meta.KID != e.kid() || meta.AccessTTL != "1m0s" {
 				t.Fatalf("issuer.json %+v", meta)
 			}
 
@@ -68,9 +70,9 @@ func TestIssuerKeys(t *testing.T) {
 			if !e.protected(access) {
 				t.Fatal("issuer_keys validator refused the token")
 			}
-			kid := e.is.signer.kid
+			kid := e.kid()
 			e.load(func(is *Issuer) { is.Algorithm = alg })
-			if e.is.signer.kid != kid {
+			if e.kid() != kid {
 				t.Fatal("a reload changed the key")
 			}
 
@@ -139,6 +141,15 @@ func TestIssuerConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.json")
 	itWriteUsers(t, users, itDefaultUsers...)
+	keyFile := filepath.Join(dir, "ed25519.pem")
+	edKey, err := generateSigningKey("EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := encodeSigningKey(edKey)
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	reserved := filepath.Join(dir, "reserved.json")
 	itWriteUsers(t, reserved, itUser{login: "x", password: "x", userID: "1", claims: `{"Sub":"admin"}`})
 	for _, tc := range []struct {
@@ -158,6 +169,12 @@ func TestIssuerConfigErrors(t *testing.T) {
 		{Issuer{UsersFile: users, RefreshCookie: &RefreshCookie{Name: "__Host-rt", Path: "/api"}}, "__Host-"},
 		{Issuer{UsersFile: users, LoginLimit: &LoginLimit{Max: -1}}, "login_limit"},
 		{Issuer{UsersFile: users, KeyFile: filepath.Join(dir, "nokey.pem")}, "key_file"},
+		{Issuer{UsersFile: users, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"127.0.0.1:6379"}}}}, "store redis requires key_file"},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"localhost"}}}}, `address "localhost": expected HOST:PORT or unix/PATH`},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"a:1"}, Password: "{env.JWTAUTH_TEST_UNSET}"}}}, "store redis: "},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{Redis: &RedisStore{Addresses: []string{"a:1"}, TLS: &RedisTLS{CAFile: filepath.Join(dir, "none.pem")}}}}, "tls ca_file"},
+		{Issuer{UsersFile: users, KeyFile: keyFile, Store: &SessionStore{}}, "store: no backend"},
+		{Issuer{UsersFile: users, RevocationMaxStaleness: caddy.Duration(time.Second)}, "revocation_max_staleness needs revoke_access_tokens"},
 	} {
 		is := tc.is
 		is.StoreDir = filepath.Join(t.TempDir(), "store")
@@ -184,7 +201,8 @@ func TestIssuerStoreDirShared(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already used by issuer") {
 		t.Fatalf("error %v", err)
 	}
-	if _, err := openStore(e.dir); err == nil {
+	if s, err := boltstore.Open(filepath.Join(e.dir, sessionsDBFile), boltstore.Options{}); err == nil {
+		_ = s.Close()
 		t.Fatal("the store opened twice")
 	}
 }

@@ -1,101 +1,81 @@
 package jwtauth
 
 import (
-	"crypto/sha256"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 )
 
-// maxLimiterEntries bounds each table of the login limiter. Expired windows
-// are pruned when a table is full; if it is still full, an arbitrary entry
-// makes room, so memory stays bounded under a flood of addresses.
-const maxLimiterEntries = 100_000
+// limiterPool keeps each issuer's login limiter across config reloads,
+// keyed by store_dir and the limit: a reload that keeps login_limit keeps
+// the counts, one that changes it starts afresh.
+var limiterPool = caddy.NewUsagePool()
 
-// loginLimiter counts failed logins per client address and per login in
-// fixed windows: after max failures within per of the first, every attempt
-// is refused with 429 until the window ends, even one with the right
-// password, so the answer never tells a guess apart. It lives in the pooled
-// issuer state, so a config reload does not reset it.
-type loginLimiter struct {
-	mu     sync.Mutex
-	ips    map[string]*limitWindow
-	logins map[[32]byte]*limitWindow
+// pooledLimiter is a limiter in limiterPool.
+type pooledLimiter struct{ limiter.Limiter }
+
+// Destruct implements caddy.Destructor; an in-memory limiter holds nothing
+// to release.
+func (pooledLimiter) Destruct() error { return nil }
+
+// limiterConfig is the limiter model of a login_limit; see package limiter.
+func limiterConfig(max int, per time.Duration) limiter.Config {
+	return limiter.Config{Max: max, Per: per}
 }
 
-type limitWindow struct {
-	start time.Time
-	n     int
-}
-
-// loginKey keys a login by its hash, so long logins cost no memory.
-func loginKey(login string) [32]byte { return sha256.Sum256([]byte(login)) }
-
-// attempt reserves a login attempt for ip and login, counting it as a
-// failure until succeeded says otherwise. When either is over the limit, it
-// reserves nothing and returns how long to wait. Reserving before the
-// password check makes the limit hold for concurrent attempts too: at most
-// max of them run per period, however many arrive at once.
-func (l *loginLimiter) attempt(ip string, login [32]byte, max int, per time.Duration, now time.Time) (time.Duration, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var wait time.Duration
-	for _, w := range []*limitWindow{l.ips[ip], l.logins[login]} {
-		if w == nil || w.n < max {
-			continue
+// loadLimiter gets the issuer's limiter from limiterPool.
+func (is *Issuer) loadLimiter() error {
+	cfg := limiterConfig(is.limitMax, is.limitPer)
+	key := fmt.Sprintf("%s\x00%d\x00%d", is.storeDir, cfg.Max, cfg.Per)
+	val, _, err := limiterPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		m, err := limiter.NewMemory(cfg, 0)
+		if err != nil {
+			return nil, err
 		}
-		if left := w.start.Add(per).Sub(now); left > wait {
-			wait = left
-		}
+		return pooledLimiter{m}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("login_limit: %w", err)
 	}
-	if wait > 0 {
-		return wait, false
-	}
-	if l.ips == nil {
-		l.ips = make(map[string]*limitWindow)
-		l.logins = make(map[[32]byte]*limitWindow)
-	}
-	countFailure(l.ips, ip, per, now)
-	countFailure(l.logins, login, per, now)
-	return 0, true
+	is.limiter, is.limiterKey = val.(pooledLimiter).Limiter, key
+	return nil
 }
 
-// succeeded takes back the attempt of a login that succeeded, and forgets
-// the login's failures. The address keeps its other failures: a valid
-// account must not reset the count of an address that guesses at others.
-func (l *loginLimiter) succeeded(ip string, login [32]byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.logins, login)
-	if w := l.ips[ip]; w != nil && w.n > 0 {
-		w.n--
+// loginLimiter returns the login limiter of run: the one its store shares
+// between nodes, else this process's own.
+func (is *Issuer) loginLimiter(run *issuerRun) limiter.Limiter {
+	if run.limiter != nil {
+		return run.limiter
+	}
+	return is.limiter
+}
+
+// releaseLimiter gives the limiter back to limiterPool.
+func (is *Issuer) releaseLimiter() {
+	if is.limiterKey != "" {
+		_, _ = limiterPool.Delete(is.limiterKey)
+		is.limiterKey = ""
 	}
 }
 
-func countFailure[K comparable](m map[K]*limitWindow, k K, per time.Duration, now time.Time) {
-	w := m[k]
-	if w != nil && now.Before(w.start.Add(per)) {
-		w.n++
-		return
+// waitCtx waits d, or until ctx is done (the client went away), which it
+// returns.
+func waitCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if w == nil && len(m) >= maxLimiterEntries {
-		for key, v := range m {
-			if !now.Before(v.start.Add(per)) {
-				delete(m, key)
-			}
-		}
-		for key := range m {
-			if len(m) < maxLimiterEntries {
-				break
-			}
-			delete(m, key)
-		}
-	}
-	m[k] = &limitWindow{start: now, n: 1}
 }
 
 // clientAddr is the key of the client for login limits: the client IP that

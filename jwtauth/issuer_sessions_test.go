@@ -1,10 +1,17 @@
 package jwtauth
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 func (e *itEnv) refresh(rt string) itRes {
@@ -32,25 +41,31 @@ func (e *itEnv) mustRotate(rt, access string) string {
 	return m["refreshToken"].(string)
 }
 
-// sidOf returns the sid claim of an access token.
+// sidOf returns the sid claim of an access token (read, not verified: the
+// token may be expired or revoked).
 func (e *itEnv) sidOf(access string) string {
 	e.t.Helper()
-	id, err := e.is.self.verify(access)
-	if err != nil {
-		e.t.Fatal(err)
+	parts := strings.Split(access, ".")
+	if len(parts) != 3 {
+		e.t.Fatalf("not a JWS: %q", access)
 	}
-	return id.sid
+	raw, err := b64.DecodeString(parts[1])
+	var c struct {
+		SID string `json:"sid"`
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, &c)
+	}
+	if err != nil || c.SID == "" {
+		e.t.Fatalf("no sid: %v", err)
+	}
+	return c.SID
 }
 
-func (e *itEnv) stored(sid string) bool {
-	_, ok := e.is.state.store.Get(sessionKeyPrefix + sid)
-	return ok
-}
-
-// observeWarnings routes the state's logs into an observer.
+// observeWarnings routes the issuer's audit log into an observer.
 func (e *itEnv) observeWarnings() *observer.ObservedLogs {
 	core, logs := observer.New(zapcore.WarnLevel)
-	e.is.state.logger = zap.New(core)
+	e.is.audit = zap.New(core)
 	return logs
 }
 
@@ -74,7 +89,7 @@ func TestIssuerReuseRevokesFamily(t *testing.T) {
 				t.Fatalf("description %q", d)
 			}
 			e.refresh(rt2).expect(t, 401, "invalid_grant")
-			if e.stored(sid) || e.is.state.get(sid) != nil {
+			if e.live(sid) {
 				t.Fatal("the reused family is still stored")
 			}
 			if logs.Len() != 1 || !strings.Contains(logs.All()[0].Message, "reuse") {
@@ -96,16 +111,17 @@ func TestIssuerReuseRevokesFamily(t *testing.T) {
 }
 
 // TestIssuerRotationGrace: the token a rotation just replaced still
-// refreshes for 2 seconds, a second rotation with it is refused without
-// ending the family, and after the grace it is reuse.
+// refreshes for 2 seconds, a second rotation with it (a retry whose answer
+// was lost) gets the same successor without ending the family, and after
+// the grace it is reuse.
 func TestIssuerRotationGrace(t *testing.T) {
 	e := newItEnv(t, nil)
 	access, rt1 := e.login("bob", "bob-password")
 	rt2 := e.mustRotate(rt1, access)
 	e.clock.Add(time.Second)
 	e.refresh(rt1).expect(t, 200, "")
-	if d := e.rotate(rt1, access).expect(t, 401, "invalid_grant")["error_description"]; !strings.Contains(d.(string), "already rotated") {
-		t.Fatalf("description %q", d)
+	if again := e.mustRotate(rt1, access); again != rt2 {
+		t.Fatal("a retried rotation within the grace got another successor")
 	}
 	e.refresh(rt2).expect(t, 200, "")
 	e.clock.Add(1500 * time.Millisecond) // 2.5s after the rotation
@@ -132,13 +148,15 @@ func TestIssuerRotationNeedsSameSession(t *testing.T) {
 }
 
 // TestIssuerConcurrentRotations races rotations of the same token, over
-// several generations: exactly one wins each generation, the losers (within
-// the grace period) are refused without ending the family, and afterwards the
-// store reopens into the same indexes.
+// several generations: exactly one rotation happens per generation (every
+// racer gets the same successor, and the family's generation grows by one),
+// refreshes racing with them succeed, and afterwards the store reopens with
+// the same sessions.
 func TestIssuerConcurrentRotations(t *testing.T) {
 	e := newItEnv(t, nil)
 	access, rt := e.login("alice", "alice-password")
 	_, other := e.login("bob", "bob-password")
+	sid := e.sidOf(access)
 	const racers = 12
 	for gen := 0; gen < 5; gen++ {
 		var wg sync.WaitGroup
@@ -155,93 +173,79 @@ func TestIssuerConcurrentRotations(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		winners := 0
-		var next string
+		successors := map[string]bool{}
 		for i, res := range results {
-			switch {
-			case i%3 == 2:
-				res.expect(t, 200, "") // current or within the grace period
-			case res.Code == 200:
-				winners++
-				next = res.json(t)["refreshToken"].(string)
-			default:
-				if d := res.expect(t, 401, "invalid_grant")["error_description"]; !strings.Contains(d.(string), "already rotated") {
-					t.Fatalf("gen %d: loser got %q", gen, d)
-				}
+			m := res.expect(t, 200, "") // current, or within the grace period
+			if i%3 != 2 {
+				successors[m["refreshToken"].(string)] = true
 			}
 		}
-		if winners != 1 {
-			t.Fatalf("gen %d: %d winners", gen, winners)
+		if len(successors) != 1 {
+			t.Fatalf("gen %d: %d different successors", gen, len(successors))
 		}
-		rt = next
+		for next := range successors {
+			rt = next
+		}
+		if s := e.session(sid); s.Gen != uint64(gen+1) {
+			t.Fatalf("gen %d: the family is at generation %d", gen, s.Gen)
+		}
 		e.clock.Add(30 * time.Second)
 		access = e.refresh(rt).expect(t, 200, "")["access_token"].(string)
 	}
 	e.refresh(other).expect(t, 200, "")
 
-	// snapshot the indexes, close everything, reopen the store
-	st := e.is.state
-	st.mu.RLock()
-	want := map[string]string{}
-	for sid, s := range st.sessions {
-		want[sid] = fmt.Sprint(s.rec.Gen, s.cur, s.rotated)
-	}
-	hashes := len(st.byHash)
-	st.mu.RUnlock()
+	// close everything, reopen the store: the same sessions
+	want := e.sessions("")
 	if len(want) != 2 {
 		t.Fatalf("%d sessions, want 2", len(want))
 	}
 	if err := e.app.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	re, err := loadIssuerState(e.dir, zap.NewNop())
+	e.load(nil)
+	if got := e.sessions(""); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reopened store differs:\n got %v\nwant %v", got, want)
+	}
+	e.refresh(rt).expect(t, 200, "")
+	e.refresh(other).expect(t, 200, "")
+}
+
+// sessions lists the live sessions of login ("" for all).
+func (e *itEnv) sessions(login string) []sessions.Session {
+	e.t.Helper()
+	list, err := e.is.listSessions(context.Background(), login)
 	if err != nil {
-		t.Fatalf("reopen: %v", err)
+		e.t.Fatal(err)
 	}
-	defer re.Destruct()
-	got := map[string]string{}
-	for sid, s := range re.sessions {
-		got[sid] = fmt.Sprint(s.rec.Gen, s.cur, s.rotated)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) || len(re.byHash) != hashes {
-		t.Fatalf("reopened store differs:\n got %v (%d hashes)\nwant %v (%d hashes)", got, len(re.byHash), want, hashes)
-	}
-	for h, s := range re.byHash {
-		if s.cur != h && !containsHash(s.rotated, h) {
-			t.Fatal("byHash points to a session without that hash")
-		}
-	}
-	if re.store.Len() != 2 {
-		t.Fatalf("store holds %d keys", re.store.Len())
-	}
+	return list
 }
 
-func containsHash(list [][32]byte, h [32]byte) bool {
-	for _, x := range list {
-		if x == h {
-			return true
-		}
+// session returns the live session sid.
+func (e *itEnv) session(sid string) sessions.Session {
+	e.t.Helper()
+	s, ok, err := e.store().Get(context.Background(), e.is.policy(), sid, e.clock.Now())
+	if err != nil || !ok {
+		e.t.Fatalf("session %s: %v, found %v", sid, err, ok)
 	}
-	return false
+	return s
 }
 
-// TestIssuerRotatedHashesBounded keeps only the last rotated-out hashes.
-func TestIssuerRotatedHashesBounded(t *testing.T) {
+// TestIssuerOldTokensRefused: however many rotations ago it was replaced, a
+// token refreshes nothing, while the family's current token still does or
+// the family ended as reuse; never a success.
+func TestIssuerOldTokensRefused(t *testing.T) {
 	e := newItEnv(t, nil)
 	access, rt := e.login("bob", "bob-password")
 	first := rt
-	for range maxRotatedHashes + 3 {
+	for range 19 {
 		rt = e.mustRotate(rt, access)
 		e.clock.Add(10 * time.Second)
 		access = e.refresh(rt).expect(t, 200, "")["access_token"].(string)
 	}
-	s := e.is.state.get(e.sidOf(access))
-	if len(s.rotated) != maxRotatedHashes || len(s.rec.Rotated) != maxRotatedHashes {
-		t.Fatalf("%d rotated hashes kept", len(s.rotated))
+	if s := e.session(e.sidOf(access)); s.Gen != 19 {
+		t.Fatalf("generation %d", s.Gen)
 	}
-	// the oldest token is merely unknown now: the family survives
 	e.refresh(first).expect(t, 401, "invalid_grant")
-	e.refresh(rt).expect(t, 200, "")
 }
 
 // TestIssuerSessionLifetimes ends sessions at refresh_ttl and idle_timeout,
@@ -261,17 +265,29 @@ func TestIssuerSessionLifetimes(t *testing.T) {
 	e.clock.Add(10 * time.Minute) // 60 minutes: refresh_ttl
 	e.refresh(busy).expect(t, 401, "invalid_grant")
 
-	// refused sessions stay stored until the sweeper runs
+	// dead sessions are not counted, and the sweeper deletes them
 	_, late := e.login("bob", "bob-password")
-	if n, err := e.is.state.sweep(); err != nil || n != 2 || e.is.state.store.Len() != 1 {
-		t.Fatalf("sweep: %d, %v; %d left", n, err, e.is.state.store.Len())
+	if n := e.count(); n != 1 {
+		t.Fatalf("%d live sessions, want 1", n)
+	}
+	if n := e.sweep(); n != 2 {
+		t.Fatalf("sweep deleted %d, want 2", n)
 	}
 	e.clock.Add(21 * time.Minute)
-	n, err := e.is.state.sweep()
-	if err != nil || n != 1 || e.is.state.count() != 0 || e.is.state.store.Len() != 0 {
-		t.Fatalf("sweep: %d, %v; %d left", n, err, e.is.state.store.Len())
+	if n := e.sweep(); n != 1 || e.count() != 0 {
+		t.Fatalf("sweep deleted %d, %d left", n, e.count())
 	}
 	e.refresh(late).expect(t, 401, "invalid_grant")
+}
+
+// sweep runs the embedded store's sweeper once.
+func (e *itEnv) sweep() int {
+	e.t.Helper()
+	n, err := e.store().Sweep(context.Background(), e.is.policy(), e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
 }
 
 // TestIssuerUsersFileChangeEndsFamilies reloads with a changed users file:
@@ -319,11 +335,11 @@ func TestIssuerUsersFileChangeEndsFamilies(t *testing.T) {
 			if !e.protected(access["keep"]) {
 				t.Fatal("an unchanged user's access token was refused")
 			}
-			// the old config goes: the dead families are deleted
+			// the old config goes: only the unchanged user's session is left
 			if err := oldApp.Cleanup(); err != nil {
 				t.Fatal(err)
 			}
-			if n := e.is.state.store.Len(); n != 1 {
+			if n := e.count(); n != 1 {
 				t.Fatalf("%d sessions stored, want 1", n)
 			}
 			e.login("passwd", "new-pw")
@@ -366,33 +382,96 @@ func TestIssuerRevokeAccessTokens(t *testing.T) {
 			if _, err := v.verify(otherAccess); err != nil {
 				t.Fatalf("the user's other session: %v", err)
 			}
-			// a token minted without a session (CLI) has no sid to revoke
-			if revokeAccess {
-				e.clock.Add(2 * time.Minute)
-				if e.is.revoked("") != true || !e.is.revoked("no-such-sid") {
-					t.Fatal("unknown sids must count as revoked")
-				}
-			} else if e.is.revoked("no-such-sid") {
-				t.Fatal("revoked must be false without revoke_access_tokens")
+			// the deny-list: a sid never revoked is not, a revoked one is
+			// until its tokens have all expired (access_ttl + leeway)
+			sid, iat := e.sidOf(access), e.clock.Now().Unix()
+			want := map[bool]revocationState{false: notRevoked, true: sessionRevoked}[revokeAccess]
+			if got := e.is.revoked(sid, iat, e.clock.Now()); got != want {
+				t.Fatalf("revoked(%s) = %v, want %v", sid, got, want)
+			}
+			if got := e.is.revoked("no-such-sid", iat, e.clock.Now()); got != notRevoked {
+				t.Fatalf("a sid never revoked: %v", got)
+			}
+			e.clock.Add(89 * time.Second)
+			if got := e.is.revoked(sid, iat, e.clock.Now()); got != want {
+				t.Fatalf("revoked(%s) 89s later = %v, want %v", sid, got, want)
+			}
+			e.clock.Add(time.Second)
+			if got := e.is.revoked(sid, iat, e.clock.Now()); got != notRevoked {
+				t.Fatalf("revoked(%s) after access_ttl + leeway = %v", sid, got)
 			}
 		})
 	}
 }
 
-// TestIssuerStoreUnavailable answers 503 when the store cannot write, and
-// leaves the previous state usable.
+// failingStore makes every operation of a store fail as a full disk would,
+// while fail is set.
+type failingStore struct {
+	sessions.Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) err() error {
+	if f.fail.Load() {
+		return fmt.Errorf("%w: write sessions.db: %w", sessions.ErrUnavailable, syscall.ENOSPC)
+	}
+	return nil
+}
+
+func (f *failingStore) Create(ctx context.Context, p sessions.Policy, n sessions.New, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
+	if err := f.err(); err != nil {
+		return sessions.Session{}, "", nil, err
+	}
+	return f.Store.Create(ctx, p, n, now)
+}
+
+func (f *failingStore) Find(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Session, []sessions.Revocation, error) {
+	if err := f.err(); err != nil {
+		return sessions.Session{}, nil, err
+	}
+	return f.Store.Find(ctx, p, tok, now)
+}
+
+func (f *failingStore) Use(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Session, []sessions.Revocation, error) {
+	if err := f.err(); err != nil {
+		return sessions.Session{}, nil, err
+	}
+	return f.Store.Use(ctx, p, tok, now)
+}
+
+func (f *failingStore) Rotate(ctx context.Context, p sessions.Policy, tok, sid string, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
+	if err := f.err(); err != nil {
+		return sessions.Session{}, "", nil, err
+	}
+	return f.Store.Rotate(ctx, p, tok, sid, now)
+}
+
+func (f *failingStore) Revoke(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Revocation, bool, error) {
+	if err := f.err(); err != nil {
+		return sessions.Revocation{}, false, err
+	}
+	return f.Store.Revoke(ctx, p, tok, now)
+}
+
+// failStore puts a failingStore in front of the issuer's store.
+func (e *itEnv) failStore() *failingStore {
+	ss := e.is.shared()
+	f := &failingStore{Store: ss.store}
+	ss.store = f
+	e.t.Cleanup(func() { ss.store = f.Store })
+	return f
+}
+
+// TestIssuerStoreUnavailable answers 503 with Retry-After when the store
+// fails, logs it at Error once per burst without a token, and leaves the
+// previous state intact: nothing the store did not acknowledge happened.
 func TestIssuerStoreUnavailable(t *testing.T) {
 	e := newItEnv(t, nil)
+	core, errLogs := observer.New(zapcore.ErrorLevel)
+	e.is.logger = zap.New(core)
 	access, rt := e.login("alice", "alice-password")
-	st := e.is.state.store
-	// appends fail, as on a full disk; the rollback works
-	st.fault = func(op, path string) error {
-		if op == "write" {
-			return syscall.ENOSPC
-		}
-		return nil
-	}
-	defer func() { st.fault = nil }()
+	st := e.failStore()
+	st.fail.Store(true)
 
 	res := e.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`})
 	res.expect(t, 503, "temporarily_unavailable")
@@ -404,25 +483,74 @@ func TestIssuerStoreUnavailable(t *testing.T) {
 		t.Fatalf("envelope %v", m)
 	}
 	e.rotate(rt, access).expect(t, 503, "temporarily_unavailable")
-	e.refresh(rt).expect(t, 200, "") // reads still work; the unchanged token still refreshes
-	st.fault = nil
-	if n := e.is.state.count(); n != 1 {
+	e.refresh(rt).expect(t, 503, "temporarily_unavailable")
+	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	if errLogs.Len() != 1 {
+		t.Fatalf("%d Error lines for one burst, want 1: %v", errLogs.Len(), errLogs.All())
+	}
+	for _, f := range errLogs.All()[0].Context {
+		if strings.Contains(fmt.Sprint(f.String, f.Interface), rt) {
+			t.Fatal("the refresh token was logged")
+		}
+	}
+	if !strings.Contains(fmt.Sprint(errLogs.All()[0].ContextMap()), "no space left") {
+		t.Fatalf("the Error line lacks the OS error: %v", errLogs.All()[0].ContextMap())
+	}
+
+	// the store is back: the same session, unchanged, and the failed
+	// logout did not happen
+	st.fail.Store(false)
+	if n := e.count(); n != 1 {
 		t.Fatalf("%d sessions after failed writes", n)
 	}
+	e.refresh(rt).expect(t, 200, "")
 	rt2 := e.mustRotate(rt, access)
-
-	// a failed logout still ends the session at once; the sweeper deletes it
-	st.fault = func(op, path string) error {
-		if op == "write" {
-			return syscall.EIO
-		}
-		return nil
-	}
-	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 503, "temporarily_unavailable")
-	st.fault = nil
+	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
 	e.refresh(rt2).expect(t, 401, "invalid_grant")
-	if _, err := e.is.state.sweep(); err != nil || e.is.state.store.Len() != 0 {
-		t.Fatalf("sweep: %v, %d left", err, e.is.state.store.Len())
+	if n := e.count(); n != 0 {
+		t.Fatalf("%d sessions after logout", n)
+	}
+}
+
+// TestIssuerNotStarted: before the app starts, the endpoints answer 503
+// with the JSON error body, and validators bound with issuer_keys cannot
+// verify its tokens yet; Provision created nothing.
+func TestIssuerNotStarted(t *testing.T) {
+	base := t.TempDir()
+	users := filepath.Join(base, "users.json")
+	itWriteUsers(t, users, itDefaultUsers...)
+	dir := filepath.Join(base, "store")
+	is := &Issuer{UsersFile: users, StoreDir: dir, RevokeAccessTokens: true}
+	a := &App{Issuers: map[string]*Issuer{"test": is}, Validators: map[string]*Validator{"api": {IssuerKeys: "test"}}}
+	a.now = func() time.Time { return testNow }
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() { _ = a.Cleanup(); cancel() })
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("provision created store_dir: %v", err)
+	}
+	e := &itEnv{t: t, clock: newTestClock(), app: a, is: is, h: &IssuerHandler{Issuer: "test"}}
+	if err := e.h.setup(is); err != nil {
+		t.Fatal(err)
+	}
+	for _, rq := range []itReq{
+		{path: "/authenticate", body: `{"login":"alice","password":"alice-password"}`},
+		{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": "x"}},
+		{method: http.MethodGet, path: "/.well-known/jwks.json"},
+	} {
+		res := e.do(rq)
+		res.expect(t, 503, "temporarily_unavailable")
+		if res.Header().Get("Retry-After") == "" {
+			t.Fatalf("%s: 503 without Retry-After", rq.path)
+		}
+	}
+	if _, err := is.countSessions(context.Background()); !errors.Is(err, sessions.ErrUnavailable) {
+		t.Fatalf("countSessions before start: %v", err)
+	}
+	if got := is.revoked("sid", testNow.Unix(), testNow); got != revocationUnknown {
+		t.Fatalf("revoked before start: %v", got)
 	}
 }
 
@@ -430,11 +558,11 @@ func TestIssuerStoreUnavailable(t *testing.T) {
 // config to go closes it, and the directory can be opened again.
 func TestIssuerSharedAcrossReloads(t *testing.T) {
 	e := newItEnv(t, nil)
-	first := e.is.state
+	first := e.is.shared()
 	a1 := e.app
 	_, rt := e.login("bob", "bob-password")
 	a2 := e.load(nil)
-	if e.is.state != first {
+	if e.is.shared() != first {
 		t.Fatal("a reload opened the store again")
 	}
 	if err := a1.Cleanup(); err != nil {
@@ -450,30 +578,67 @@ func TestIssuerSharedAcrossReloads(t *testing.T) {
 		t.Fatal("the sweeper still runs after the last config went")
 	}
 	e.load(nil)
-	if e.is.state == first {
-		t.Fatal("a closed state was reused")
+	if e.is.shared() == first {
+		t.Fatal("a closed store was reused")
 	}
 	e.refresh(rt).expect(t, 200, "")
 }
 
 // TestIssuerSessionsPerLoginBounded ends a user's oldest session when a
-// login goes past maxSessionsPerLogin.
+// login goes past maxSessionsPerLogin, and logs that revocation.
 func TestIssuerSessionsPerLoginBounded(t *testing.T) {
 	e := newItEnv(t, nil)
-	_, first := e.login("bob", "bob-password")
+	core, logs := observer.New(zapcore.InfoLevel)
+	e.is.audit = zap.New(core)
+	firstAccess, first := e.login("bob", "bob-password")
 	_, alice := e.login("alice", "alice-password")
 	var last string
 	for range maxSessionsPerLogin {
 		e.clock.Add(time.Second)
 		_, last = e.login("bob", "bob-password")
 	}
-	if n := len(e.is.state.byLogin["bob"]); n != maxSessionsPerLogin {
+	if n := len(e.sessions("bob")); n != maxSessionsPerLogin {
 		t.Fatalf("bob holds %d sessions", n)
 	}
-	if n := e.is.state.store.Len(); n != maxSessionsPerLogin+1 {
+	if n := e.count(); n != maxSessionsPerLogin+1 {
 		t.Fatalf("%d sessions stored", n)
 	}
 	e.refresh(first).expect(t, 401, "invalid_grant")
 	e.refresh(last).expect(t, 200, "")
 	e.refresh(alice).expect(t, 200, "")
+	bound := logs.FilterField(zap.String("reason", string(sessions.ReasonBound)))
+	if bound.Len() != 1 || bound.All()[0].ContextMap()["sid"] != e.sidOf(firstAccess) {
+		t.Fatalf("bound revocations logged: %v", bound.All())
+	}
+}
+
+// TestIssuerProvisionBesideRunning: provisioning a config over the store
+// of a running one, as `caddy validate` does, succeeds without its lock,
+// checks the existing signing key, and changes no file.
+func TestIssuerProvisionBesideRunning(t *testing.T) {
+	e := newItEnv(t, nil)
+	_, rt := e.login("alice", "alice-password")
+	before := e.storeFiles()
+	a := &App{Issuers: map[string]*Issuer{"test": {UsersFile: e.users, StoreDir: e.dir}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("provision beside the running config: %v", err)
+	}
+	if a.Issuers["test"].signer == nil || a.Issuers["test"].signer.kid != e.kid() {
+		t.Fatal("provision did not read the existing signing key")
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	after := e.storeFiles()
+	if len(after) != len(before) {
+		t.Fatalf("files before %d, after %d", len(before), len(after))
+	}
+	for p, b := range before {
+		if string(after[p]) != string(b) {
+			t.Fatalf("%s changed", p)
+		}
+	}
+	e.refresh(rt).expect(t, 200, "") // the running config is undisturbed
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 // itHashes caches cost-4 bcrypt hashes by password, to keep tests fast.
@@ -74,6 +76,13 @@ type itEnv struct {
 	is    *Issuer
 	h     *IssuerHandler
 	auth  *Handler
+	waits waitRecorder // the login slowdowns the issuer applied
+	// auditLog, if set, receives the issuer's audit log from the next
+	// load on (revocations at start included).
+	auditLog *zap.Logger
+	// realTime runs the next loads on the real clock (Redis expires keys
+	// on it).
+	realTime bool
 }
 
 func newItEnv(t *testing.T, mutate func(*Issuer)) *itEnv {
@@ -104,10 +113,20 @@ func (e *itEnv) load(mutate func(*Issuer)) *App {
 	}
 	a := &App{Issuers: map[string]*Issuer{"test": is}, Validators: map[string]*Validator{"api": v}}
 	a.now = e.clock.Now
+	if e.realTime {
+		a.now = time.Now
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(func() { _ = a.Cleanup(); cancel() })
+	t.Cleanup(func() { _ = a.Stop(); _ = a.Cleanup(); cancel() })
 	if err := a.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
+	}
+	is.audit = zap.NewNop() // tests that look at logs observe them
+	if e.auditLog != nil {
+		is.audit = e.auditLog
+	}
+	if err := a.Start(); err != nil {
+		t.Fatalf("start: %v", err)
 	}
 	h := &IssuerHandler{Issuer: "test", Console: true}
 	if err := h.setup(is); err != nil {
@@ -117,10 +136,36 @@ func (e *itEnv) load(mutate func(*Issuer)) *App {
 		t.Fatal(err)
 	}
 	e.app, e.is, e.h = a, is, h
-	is.state.logger = zap.NewNop() // tests that look at logs observe them
+	is.wait = e.waits.wait
 	e.auth = provisionHandler(t, a, &Handler{Validators: []string{"api"}})
 	return a
 }
+
+// count returns the number of live sessions.
+func (e *itEnv) count() int {
+	e.t.Helper()
+	n, err := e.is.countSessions(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// live reports whether sid is a live session of the store.
+func (e *itEnv) live(sid string) bool {
+	e.t.Helper()
+	_, ok, err := e.store().Get(context.Background(), e.is.policy(), sid, e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ok
+}
+
+// store returns the issuer's open session store.
+func (e *itEnv) store() sessions.Store { return e.is.shared().store }
+
+// kid returns the kid of the issuer's signing key.
+func (e *itEnv) kid() string { return e.is.run.Load().signer.kid }
 
 // itReq describes one request to the issuer handler.
 type itReq struct {
@@ -318,7 +363,7 @@ func TestIssuerFlow(t *testing.T) {
 				} else if rt != cookie.Value {
 					t.Fatal("body and cookie refresh tokens differ")
 				}
-				if !validRefreshTokenSyntax(rt) {
+				if !sessions.ValidToken(rt) {
 					t.Fatalf("refresh token %q is not 256 bits of base64url", rt)
 				}
 				access := m["access_token"].(string)
@@ -413,8 +458,8 @@ func TestIssuerFlow(t *testing.T) {
 						}
 					}
 				}
-				if e.is.state.count() != 0 {
-					t.Fatalf("%d sessions left after logout", e.is.state.count())
+				if n := e.count(); n != 0 {
+					t.Fatalf("%d sessions left after logout", n)
 				}
 			})
 		}
@@ -432,7 +477,7 @@ func TestIssuerAccessTokenClaims(t *testing.T) {
 	hdr, _ := b64.DecodeString(access[:strings.IndexByte(access, '.')])
 	var h map[string]any
 	_ = json.Unmarshal(hdr, &h)
-	if h["typ"] != "at+jwt" || h["alg"] != "EdDSA" || h["kid"] != e.is.signer.kid || h["kid"] == "" {
+	if h["typ"] != "at+jwt" || h["alg"] != "EdDSA" || h["kid"] != e.kid() || h["kid"] == "" {
 		t.Fatalf("header %v", h)
 	}
 	var c map[string]any
@@ -456,7 +501,7 @@ func TestIssuerAccessTokenClaims(t *testing.T) {
 	if jti, _ := c["jti"].(string); len(jti) < 16 {
 		t.Errorf("jti %v", c["jti"])
 	}
-	if sid, _ := c["sid"].(string); sid == "" || e.is.state.get(sid) == nil {
+	if sid, _ := c["sid"].(string); sid == "" || !e.live(sid) {
 		t.Errorf("sid %v names no session", c["sid"])
 	}
 }

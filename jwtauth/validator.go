@@ -94,15 +94,18 @@ type Validator struct {
 	remote    *remoteKeys
 	remoteKey string // usage pool key
 	issuer    localIssuer
-	leeway    time.Duration
-	tracked   []string // claims whose duplicates or case-variants are refused
+	// unavailable answers a token whose revocation the issuer cannot
+	// check now (503).
+	unavailable *authError
+	leeway      time.Duration
+	tracked     []string // claims whose duplicates or case-variants are refused
 	// trackedFold is tracked in lower case, or nil (see trackedClaim)
 	trackedFold  []string
 	userClaim    int // index in tracked of the user id claim, or -1
 	partnerClaim int // index in tracked of the partner id claim, or -1
 	now          func() time.Time
 	logger       *zap.Logger
-	cookieKey    []byte
+	cookieKey    *lateKey
 	cache        *tokenCache
 	counters     resultCounters
 	retry        *retryPolicy // tests: the remote set's retry schedule
@@ -375,18 +378,18 @@ func (v *Validator) bindIssuer(app *App, configured algSet) error {
 		return fmt.Errorf("issuer_keys: %w", err)
 	}
 	v.issuer = iss
+	v.unavailable = revocationUnavailable(v.IssuerKeys, iss.revocationRetry())
 	if len(v.Issuers) == 0 {
 		v.Issuers = []string{iss.issuerClaim()}
 	}
 	if len(v.Audiences) == 0 {
 		v.Audiences = iss.issuedAudiences()
 	}
-	for _, k := range iss.verificationKeys().all {
-		if configured != 0 && k.algs&configured == 0 {
-			return fmt.Errorf("issuer_keys %q signs with %s, which the configured algorithms exclude", v.IssuerKeys, strings.Join(k.algs.names(), ", "))
-		}
-		v.allowed |= k.algs
+	algs := iss.signingAlgs()
+	if configured != 0 && algs&configured == 0 {
+		return fmt.Errorf("issuer_keys %q signs with %s, which the configured algorithms exclude", v.IssuerKeys, strings.Join(algs.names(), ", "))
 	}
+	v.allowed |= algs
 	return nil
 }
 

@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -20,12 +21,21 @@ const maxTokenSize = 8 << 10
 // localIssuer is what a validator bound with issuer_keys needs from a local
 // jwt_issuer.
 type localIssuer interface {
+	// verificationKeys returns the issuer's keys; nil until the issuer
+	// has a signing key (it may be generated at start).
 	verificationKeys() *keySet
+	// signingAlgs is the algorithm the issuer signs with.
+	signingAlgs() algSet
 	issuerClaim() string
 	issuedAudiences() []string
-	// revoked reports whether the session sid has been revoked; it is
-	// false for every sid when revoke_access_tokens is off.
-	revoked(sid string) bool
+	// revoked tells whether the access tokens of session sid issued at
+	// iat (Unix seconds, 0 if absent) are refused at now: revoked (401),
+	// unknown (503: the issuer cannot tell yet or now) or not. It is
+	// notRevoked for every sid when revoke_access_tokens is off, and
+	// never allocates.
+	revoked(sid string, iat int64, now time.Time) revocationState
+	// revocationRetry is the Retry-After of a revocationUnknown answer.
+	revocationRetry() time.Duration
 }
 
 // identity is a verified token (or identity cookie). It is immutable once
@@ -36,6 +46,7 @@ type identity struct {
 	payloadB64 string     // the token's payload segment
 	payload    jsonObject // its decoded JSON
 	exp        time.Time
+	iat        int64 // Unix seconds; 0 without iat
 	userID     string
 	partnerID  string
 	sid        string
@@ -74,8 +85,12 @@ func (v *Validator) verifyCtx(ctx context.Context, tok string) (*identity, error
 	}
 	k := v.cache.key(tok)
 	if id := v.cache.get(k); id != nil {
-		if err := v.stillValid(id, now); err == nil {
+		err := v.stillValid(id, now)
+		if err == nil {
 			return id, nil
+		}
+		if v.issuer != nil && err == error(v.unavailable) {
+			return nil, err // still cached for when the issuer can tell again
 		}
 		v.cache.remove(k)
 	}
@@ -111,8 +126,8 @@ func (v *Validator) keyGeneration() uint64 {
 // malformed token, a wrong iss or aud, a missing claim, an expired token
 // (expiry only gets truer), a bad signature. A token that is not valid yet
 // (nbf, iat), one that is unverifiable (an unknown kid, whose key a refresh
-// may bring, or an alg or typ outside the allow-list) and a revoked session
-// are not lasting; nor is a bad signature against a local issuer, whose keys
+// may bring, or an alg or typ outside the allow-list), a revoked session and
+// an unavailable revocation list are not lasting; nor is a bad signature against a local issuer, whose keys
 // carry no generation.
 func (v *Validator) lastingRefusal(err error) bool {
 	ae, ok := err.(*authError)
@@ -120,7 +135,7 @@ func (v *Validator) lastingRefusal(err error) bool {
 		return false
 	}
 	switch ae.err {
-	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked:
+	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked, ErrRevocationUnavailable:
 		return false
 	case ErrTokenSignature:
 		return v.issuer == nil
@@ -145,7 +160,7 @@ func (v *Validator) stillValid(id *identity, now time.Time) error {
 			return ErrTokenUnverifiable
 		}
 	}
-	return v.checkRevoked(id)
+	return v.checkRevoked(id, now)
 }
 
 // verifyUncached checks a token without the cache: structure, header,
@@ -187,7 +202,7 @@ func (v *Validator) verifyUncached(ctx context.Context, tok string, now time.Tim
 		return nil, err
 	}
 	id.key, id.gen = key, gen
-	if err := v.checkIdentity(id, &c); err != nil {
+	if err := v.checkIdentity(id, &c, now); err != nil {
 		return nil, err
 	}
 	return id, nil
@@ -388,6 +403,7 @@ func (v *Validator) verifyIssuedAt(id *identity, iat []byte, now time.Time) erro
 		return err
 	}
 	issued := numericDate(f)
+	id.iat = issued.Unix()
 	if now.Add(v.leeway).Before(issued) {
 		return errUsedBeforeIAT
 	}
@@ -474,14 +490,14 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 
 // checkIdentity resolves the user and partner ids from the claim values
 // checkClaims found, and checks revocation.
-func (v *Validator) checkIdentity(id *identity, c *registered) error {
+func (v *Validator) checkIdentity(id *identity, c *registered, now time.Time) error {
 	if err := v.resolveUserID(id, c.user); err != nil {
 		return err
 	}
 	if err := v.resolvePartnerID(id, c.partner); err != nil {
 		return err
 	}
-	return v.checkRevoked(id)
+	return v.checkRevoked(id, now)
 }
 
 // resolveUserID sets id.userID from the configured static value or the
@@ -516,14 +532,30 @@ func (v *Validator) resolvePartnerID(id *identity, raw []byte) error {
 	return nil
 }
 
-// checkRevoked refuses a token whose session the local issuer has revoked.
-// It is the one place the pipeline asks the issuer about revocation, for a
-// fresh token and for a cache hit alike.
-func (v *Validator) checkRevoked(id *identity) error {
-	if v.issuer != nil && id.sid != "" && v.issuer.revoked(id.sid) {
+// checkRevoked asks the bound issuer about the token's session. It is the
+// one place the pipeline asks about revocation, for a fresh token and for a
+// cache hit alike.
+func (v *Validator) checkRevoked(id *identity, now time.Time) error {
+	if v.issuer == nil || id.sid == "" {
+		return nil
+	}
+	switch v.issuer.revoked(id.sid, id.iat, now) {
+	case sessionRevoked:
 		return errRevoked
+	case revocationUnknown:
+		return v.unavailable
 	}
 	return nil
+}
+
+// revocationUnavailable is the answer to a token whose revocation issuer
+// cannot check now: 503 with Retry-After, never 401, never a pass.
+func revocationUnavailable(issuer string, retry time.Duration) *authError {
+	return &authError{
+		status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: reasonUnavailable,
+		desc: "the revocation list of issuer " + issuer + " is not available; retry later",
+		err:  ErrRevocationUnavailable, retryAfter: retry,
+	}
 }
 
 // authorize applies the require rules.
