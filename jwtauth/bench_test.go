@@ -331,12 +331,12 @@ func BenchmarkCache(b *testing.B) {
 		ids := benchIdentities(1000)
 		c := newTokenCache(size)
 		for _, id := range ids {
-			c.put(id)
+			c.putToken(id)
 		}
 		i := 0
 		b.ReportAllocs()
 		for b.Loop() {
-			if c.get(ids[i].token) == nil {
+			if c.getToken(ids[i].token) == nil {
 				b.Fatal("miss")
 			}
 			i = (i + 1) % len(ids)
@@ -364,8 +364,8 @@ func BenchmarkCache(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			id := ids[i]
-			if c.get(id.token) == nil {
-				c.put(id)
+			if c.getToken(id.token) == nil {
+				c.putToken(id)
 			}
 			if i++; i == len(ids) {
 				i = 0
@@ -406,7 +406,7 @@ func BenchmarkCache(b *testing.B) {
 	}
 	b.Run("evict-parallel", func(b *testing.B) {
 		c := newTokenCache(size)
-		evictParallel(b, func(t string) bool { return c.get(t) != nil }, c.put)
+		evictParallel(b, func(t string) bool { return c.getToken(t) != nil }, c.putToken)
 	})
 	b.Run("evict-parallel-syncmap", func(b *testing.B) {
 		var m sync.Map

@@ -25,19 +25,18 @@ type tokenCache struct {
 	mask   uint64 // len(shards)-1, a power of two minus one
 	shards []cacheShard
 
-	// refusals is a small negative cache of refused tokens (see
-	// rememberRefusal), so a client that repeats a bad token costs a hash
+	// refusals is a small negative cache of refused tokens, so a client that repeats a bad token costs a hash
 	// lookup per request, not a parse or a signature check. It is
 	// direct-mapped and lock-free: a new refusal overwrites whatever shared
 	// its slot.
 	refusals [refusalSlots]atomic.Pointer[refusal]
 }
 
-// refusal is a refused token, the error it got and the remote key
-// generation it was refused under.
+// refusal is a refused token, the error it got and the caller's tag (the
+// verifier's key generation) it was refused under.
 type refusal struct {
 	token string
-	gen   uint64
+	tag   uint64
 	err   error
 }
 
@@ -109,17 +108,24 @@ func (c *tokenCache) shard(h uint64) *cacheShard {
 	return &c.shards[h&c.mask]
 }
 
-// The methods below take the token's hash, h = c.hash(tok), which verify
-// computes once per request for the positive and the negative cache.
+// cacheKey is a token and its hash, computed once per request by key and
+// used for both the positive and the negative cache.
+type cacheKey struct {
+	hash  uint64
+	token string
+}
 
-// getH returns the identity cached for exactly tok, or nil.
-func (c *tokenCache) getH(h uint64, tok string) *identity {
-	s := c.shard(h)
+// key returns the cache key of tok.
+func (c *tokenCache) key(tok string) cacheKey { return cacheKey{c.hash(tok), tok} }
+
+// get returns the identity cached for exactly k.token, or nil.
+func (c *tokenCache) get(k cacheKey) *identity {
+	s := c.shard(k.hash)
 	var id *identity
 	s.mu.RLock()
-	if i, ok := s.index[h]; ok {
+	if i, ok := s.index[k.hash]; ok {
 		sl := &s.slots[i]
-		if sl.id.token == tok {
+		if sl.id.token == k.token {
 			id = sl.id
 			if !sl.ref.Load() {
 				sl.ref.Store(true)
@@ -132,9 +138,10 @@ func (c *tokenCache) getH(h uint64, tok string) *identity {
 
 func entryCost(id *identity) int { return len(id.token) + len(id.payload) + cacheEntryOverhead }
 
-// putH stores a verified identity, evicting as needed. An entry larger than
-// a shard's byte budget is not stored.
-func (c *tokenCache) putH(h uint64, id *identity) {
+// put stores id under k, evicting as needed. An entry larger than a shard's
+// byte budget is not stored.
+func (c *tokenCache) put(k cacheKey, id *identity) {
+	h := k.hash
 	s := c.shard(h)
 	cost := entryCost(id)
 	if cost > s.maxBytes {
@@ -193,59 +200,31 @@ func (s *cacheShard) drop(i int32) {
 	s.free = append(s.free, i)
 }
 
-// removeH drops tok, if it is cached.
-func (c *tokenCache) removeH(h uint64, tok string) {
-	s := c.shard(h)
+// remove drops k.token, if it is cached.
+func (c *tokenCache) remove(k cacheKey) {
+	s := c.shard(k.hash)
 	s.mu.Lock()
-	if i, ok := s.index[h]; ok && s.slots[i].id.token == tok {
+	if i, ok := s.index[k.hash]; ok && s.slots[i].id.token == k.token {
 		s.drop(i)
 	}
 	s.mu.Unlock()
 }
 
-// refusedH returns the error remembered for exactly tok, provided the keys
-// have not changed since (gen is the remote key generation, 0 without a
-// remote JWKS), or nil.
-func (c *tokenCache) refusedH(h uint64, tok string, gen uint64) error {
-	r := c.refusals[h%refusalSlots].Load()
-	if r == nil || r.gen != gen || r.token != tok {
+// refused returns the error remembered for exactly k.token under tag, or
+// nil. The tag is the caller's: an error remembered under another tag is
+// not returned.
+func (c *tokenCache) refused(k cacheKey, tag uint64) error {
+	r := c.refusals[k.hash%refusalSlots].Load()
+	if r == nil || r.tag != tag || r.token != k.token {
 		return nil
 	}
 	return r.err
 }
 
-// rememberRefusalH remembers why tok was refused with the keys of generation
-// gen, when that cannot change while the keys stay the same and time moves
-// forward: a malformed token, a wrong iss or aud, a missing claim, an
-// expired token (expiry only gets truer), a bad signature. A token that is
-// not valid yet (nbf, iat), one that is unverifiable (an unknown kid, whose
-// key a refresh may bring, or an alg or typ outside the allow-list), a
-// revoked session and an unavailable revocation list are not
-// remembered; nor is a bad signature against a local issuer, whose keys
-// carry no generation.
-func (c *tokenCache) rememberRefusalH(h uint64, tok string, gen uint64, err error, localIssuer bool) {
-	ae, ok := err.(*authError)
-	if !ok {
-		return
-	}
-	switch ae.err {
-	case ErrTokenNotValidYet, ErrTokenUsedBeforeIAT, ErrTokenUnverifiable, ErrRevoked, ErrRevocationUnavailable:
-		return
-	case ErrTokenSignature:
-		if localIssuer {
-			return
-		}
-	}
-	c.refusals[h%refusalSlots].Store(&refusal{token: tok, gen: gen, err: err})
-}
-
-// keyGeneration identifies the current remote key set (0 without one), so
-// refusals remembered under other keys are not used.
-func (v *Validator) keyGeneration() uint64 {
-	if v.remote == nil {
-		return 0
-	}
-	return v.remote.generation.Load()
+// putRefused remembers err for k.token under tag, overwriting whatever
+// shared its slot.
+func (c *tokenCache) putRefused(k cacheKey, tag uint64, err error) {
+	c.refusals[k.hash%refusalSlots].Store(&refusal{token: k.token, tag: tag, err: err})
 }
 
 // len reports the number of entries.

@@ -18,17 +18,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Token-keyed forms of the cache methods, for tests; verify hashes once and
-// calls the H forms.
-func (c *tokenCache) get(tok string) *identity { return c.getH(c.hash(tok), tok) }
-func (c *tokenCache) put(id *identity)         { c.putH(c.hash(id.token), id) }
-func (c *tokenCache) remove(tok string)        { c.removeH(c.hash(tok), tok) }
-func (c *tokenCache) refused(tok string, gen uint64) error {
-	return c.refusedH(c.hash(tok), tok, gen)
-}
-func (c *tokenCache) rememberRefusal(tok string, gen uint64, err error, localIssuer bool) {
-	c.rememberRefusalH(c.hash(tok), tok, gen, err, localIssuer)
-}
+// Token-keyed forms of the cache methods, for tests; verify computes the
+// key once and calls the plain forms.
+func (c *tokenCache) getToken(tok string) *identity { return c.get(c.key(tok)) }
+func (c *tokenCache) putToken(id *identity)         { c.put(c.key(id.token), id) }
+func (c *tokenCache) removeToken(tok string)        { c.remove(c.key(tok)) }
 
 // cxCheck verifies the cache's internal invariants: the index and the slots
 // agree, every slot is either used or free, and the entry and byte counts
@@ -99,7 +93,7 @@ func TestCacheSizeIsExact(t *testing.T) {
 			t.Errorf("size %d: %d shards", size, len(c.shards))
 		}
 		for i := 0; i < 3*size; i++ {
-			c.put(cxIdentity(i, 200))
+			c.putToken(cxIdentity(i, 200))
 		}
 		if n := c.len(); n != size {
 			t.Errorf("size %d: %d entries after filling it three times over", size, n)
@@ -123,7 +117,7 @@ func TestCacheBoundedUnderChurn(t *testing.T) {
 	const size = 100
 	c := newTokenCache(size)
 	hot := cxIdentity(-1, 300)
-	c.put(hot)
+	c.putToken(hot)
 	_, _, maxEntries, maxBytes := c.stats()
 	for i := 0; i < 5000; i++ {
 		n := 100 + (i*997)%(maxTokenSize-100) // 100 B .. 8 KiB
@@ -131,11 +125,11 @@ func TestCacheBoundedUnderChurn(t *testing.T) {
 			n = 300 // most tokens are small
 		}
 		id := cxIdentity(i, n)
-		c.put(id)
+		c.putToken(id)
 		if !cxHas(c, id) {
 			t.Fatalf("put %d: the newest entry is not cached", i)
 		}
-		if c.get(hot.token) != hot {
+		if c.getToken(hot.token) != hot {
 			t.Fatalf("put %d: the hot entry was evicted", i)
 		}
 		entries, bytes, _, _ := c.stats()
@@ -159,7 +153,7 @@ func TestCacheExpiryBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.cache.get(tok) != first {
+	if v.cache.getToken(tok) != first {
 		t.Fatal("a verified token is not cached")
 	}
 	clock.Add(time.Hour + 30*time.Second - time.Nanosecond)
@@ -172,7 +166,7 @@ func TestCacheExpiryBoundary(t *testing.T) {
 	if !errors.Is(err, ErrTokenExpired) || id != nil {
 		t.Fatalf("at exp+leeway: id %v, err %v; want ErrTokenExpired", id, err)
 	}
-	if v.cache.get(tok) != nil {
+	if v.cache.getToken(tok) != nil {
 		t.Fatal("the expired entry is still cached")
 	}
 	if err := v.stillValid(first, clock.Now()); !errors.Is(err, ErrTokenExpired) {
@@ -196,7 +190,7 @@ func TestCacheCollisionCannotAuthenticate(t *testing.T) {
 	if err != nil || idA.userID != "alice" {
 		t.Fatalf("alice: %v %v", idA, err)
 	}
-	if got := v.cache.get(bob); got != nil {
+	if got := v.cache.getToken(bob); got != nil {
 		t.Fatalf("bob's token found alice's entry (%s)", got.userID)
 	}
 	if _, err := v.verify(forged); !errors.Is(err, ErrTokenSignature) {
@@ -206,7 +200,7 @@ func TestCacheCollisionCannotAuthenticate(t *testing.T) {
 	if err != nil || idB.userID != "bob" {
 		t.Fatalf("bob: %v %v", idB, err)
 	}
-	if got := v.cache.get(alice); got != nil {
+	if got := v.cache.getToken(alice); got != nil {
 		t.Fatalf("alice's token found bob's entry (%s)", got.userID)
 	}
 	idA2, err := v.verify(alice)
@@ -250,7 +244,7 @@ func TestCacheFailuresNotCached(t *testing.T) {
 				t.Fatalf("%s: accepted as %s", name, id.userID)
 			}
 		}
-		if v.cache.get(tok) != nil || v.cache.len() != 0 {
+		if v.cache.getToken(tok) != nil || v.cache.len() != 0 {
 			t.Fatalf("%s: a refused token was cached", name)
 		}
 	}
@@ -334,7 +328,7 @@ func TestCacheRevocationOnHit(t *testing.T) {
 	if _, err := v.verify(t1); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked session on a cache hit: %v", err)
 	}
-	if v.cache.get(t1) != nil {
+	if v.cache.getToken(t1) != nil {
 		t.Fatal("the revoked entry is still cached")
 	}
 	if id, err := v.verify(t2); err != nil || id != id2 {
@@ -367,7 +361,7 @@ func TestCacheIssuerKeyWithdrawn(t *testing.T) {
 	if _, err := v.verify(tok); err == nil {
 		t.Fatal("a token whose key was withdrawn was accepted from the cache")
 	}
-	if v.cache.get(tok) != nil {
+	if v.cache.getToken(tok) != nil {
 		t.Fatal("the entry of a withdrawn key is still cached")
 	}
 }
@@ -452,7 +446,7 @@ func TestCacheJWKSKeyRemoved(t *testing.T) {
 	if _, err := v.verify(tok); err == nil {
 		t.Fatal("a cached token whose key left the JWKS was accepted")
 	}
-	if v.cache.get(tok) != nil {
+	if v.cache.getToken(tok) != nil {
 		t.Fatal("the entry is still cached")
 	}
 }
@@ -484,7 +478,7 @@ func TestCacheJWKSMaxStale(t *testing.T) {
 	if _, err := v.verify(tok); err == nil {
 		t.Fatal("a cached token was accepted past max_stale")
 	}
-	if v.cache.get(tok) != nil {
+	if v.cache.getToken(tok) != nil {
 		t.Fatal("the entry is still cached past max_stale")
 	}
 }
@@ -511,11 +505,11 @@ func TestCacheConcurrent(t *testing.T) {
 				id := ids[(g*7919+n*31)%len(ids)]
 				switch n % 5 {
 				case 0, 1:
-					c.put(id)
+					c.putToken(id)
 				case 2:
-					c.remove(id.token)
+					c.removeToken(id.token)
 				default:
-					if got := c.get(id.token); got != nil && got != id {
+					if got := c.getToken(id.token); got != nil && got != id {
 						bad.Add(1)
 					}
 				}
@@ -599,14 +593,17 @@ func TestCacheRefusals(t *testing.T) {
 	if !errors.Is(err1, ErrTokenSignature) || err1 != err2 {
 		t.Fatalf("second refusal is not the remembered one: %v / %v", err1, err2)
 	}
+	if v.cache.refused(v.cache.key(forged), 0) != err1 {
+		t.Fatal("the refusal is not in the negative cache")
+	}
 	if v.cache.len() != 0 {
 		t.Fatal("a refused token is in the positive cache")
 	}
 
 	v.cache.hash = func(string) uint64 { return 3 } // everything collides
-	v.cache.rememberRefusal(forged, 0, err1, false)
+	v.cache.putRefused(v.cache.key(forged), 0, err1)
 	good := hs256(t, claims())
-	if v.cache.refused(good, 0) != nil {
+	if v.cache.refused(v.cache.key(good), 0) != nil {
 		t.Fatal("a colliding token got another token's refusal")
 	}
 	if id, err := v.verify(good); err != nil || id.userID != "alice" {
@@ -627,6 +624,9 @@ func TestCacheRefusals(t *testing.T) {
 	_, err2 = rv.verify(tok)
 	if !errors.Is(err1, ErrTokenSignature) || err1 != err2 {
 		t.Fatalf("remote: second refusal is not the remembered one: %v / %v", err1, err2)
+	}
+	if rv.cache.refused(rv.cache.key(tok), rv.keyGeneration()) != err1 {
+		t.Fatal("remote: the refusal is not in the negative cache")
 	}
 	j.publish(map[string]ed25519.PrivateKey{"k": b})
 	if err := rv.remote.refresh(context.Background()); err != nil {
@@ -650,6 +650,9 @@ func TestCacheRefusalsThatHeal(t *testing.T) {
 	_, err2 := v.verify(exp)
 	if !errors.Is(err1, ErrTokenExpired) || err1 != err2 {
 		t.Fatalf("an expired token's refusal is not remembered: %v / %v", err1, err2)
+	}
+	if v.cache.refused(v.cache.key(exp), 0) != err1 {
+		t.Fatal("an expired token's refusal is not in the negative cache")
 	}
 
 	early := claims()

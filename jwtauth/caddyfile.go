@@ -14,6 +14,10 @@ import (
 //		validator NAME { ... }
 //		issuer NAME { ... }
 //	}
+//
+// Each validator and issuer name may be defined once, and cookie_secret
+// given once. The validator block is described at Validator's
+// UnmarshalCaddyfile, the issuer block at Issuer's.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
@@ -81,10 +85,57 @@ func blockName(d *caddyfile.Dispenser) (string, error) {
 	return name, nil
 }
 
-// UnmarshalCaddyfile reads a validator block; the dispenser is on its name.
+// UnmarshalCaddyfile reads a validator block; the dispenser is on its name:
+//
+//	validator NAME {
+//		issuer ISS...
+//		audience AUD...
+//		algorithms ALG...
+//		typ TYP...
+//		secret VALUE
+//		public_key_file PATH [KID]
+//		jwks_file PATH
+//		jwks_url URL {
+//			refresh_interval DURATION
+//			unknown_kid_interval DURATION
+//			unknown_kid_wait DURATION
+//			timeout DURATION
+//			max_stale DURATION
+//			max_bytes N
+//		}
+//		issuer_keys ISSUER
+//		leeway DURATION
+//		max_lifetime DURATION
+//		user_id claim CLAIM | static VALUE
+//		partner_id claim CLAIM [required]
+//		require CLAIM VALUE...
+//		from_header NAME [PREFIX]
+//		from_cookie NAME
+//		from_query NAME
+//		cookie {
+//			name NAME
+//			max_age DURATION
+//			same_site strict|lax|none
+//			path PATH
+//			insecure
+//		}
+//		cache_size N
+//	}
+//
+// Options that take a list (issuer, audience, algorithms, typ) accumulate
+// when repeated; public_key_file, require and the from_* sources add one
+// entry each time. Every other option may be given once per block.
 func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch opt := d.Val(); opt {
+		opt := d.Val()
+		switch opt {
+		case "secret", "jwks_file", "issuer_keys", "leeway", "max_lifetime", "user_id", "partner_id", "cache_size":
+			if err := once(d, seen, "validator"); err != nil {
+				return err
+			}
+		}
+		switch opt {
 		case "issuer":
 			if err := moreArgs(d, &v.Issuers); err != nil {
 				return err
@@ -124,36 +175,8 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("jwks_url: only one per validator")
 			}
 			r := new(RemoteJWKS)
-			if err := oneArg(d, &r.URL); err != nil {
+			if err := r.unmarshalCaddyfile(d); err != nil {
 				return err
-			}
-			for n := d.Nesting(); d.NextBlock(n); {
-				var err error
-				switch d.Val() {
-				case "refresh_interval":
-					err = durationArg(d, &r.RefreshInterval)
-				case "unknown_kid_interval":
-					err = durationArg(d, &r.UnknownKIDInterval)
-				case "unknown_kid_wait":
-					err = durationArg(d, &r.UnknownKIDWait)
-				case "timeout":
-					err = durationArg(d, &r.Timeout)
-				case "max_stale":
-					err = durationArg(d, &r.MaxStale)
-				case "max_bytes":
-					var s string
-					if err = oneArg(d, &s); err == nil {
-						r.MaxBytes, err = strconv.ParseInt(s, 10, 64)
-						if err != nil || r.MaxBytes <= 0 {
-							err = d.Errf("max_bytes: %q is not a positive integer", s)
-						}
-					}
-				default:
-					err = d.Errf("unrecognized jwks_url option %q", d.Val())
-				}
-				if err != nil {
-					return err
-				}
 			}
 			v.JWKSURL = r
 		case "issuer_keys":
@@ -237,9 +260,54 @@ func (v *Validator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalCaddyfile reads "jwks_url URL { ... }"; the dispenser is on
+// jwks_url.
+func (r *RemoteJWKS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if err := oneArg(d, &r.URL); err != nil {
+		return err
+	}
+	seen := make(map[string]bool)
+	for n := d.Nesting(); d.NextBlock(n); {
+		if err := once(d, seen, "jwks_url"); err != nil {
+			return err
+		}
+		var err error
+		switch d.Val() {
+		case "refresh_interval":
+			err = durationArg(d, &r.RefreshInterval)
+		case "unknown_kid_interval":
+			err = durationArg(d, &r.UnknownKIDInterval)
+		case "unknown_kid_wait":
+			err = durationArg(d, &r.UnknownKIDWait)
+		case "timeout":
+			err = durationArg(d, &r.Timeout)
+		case "max_stale":
+			err = durationArg(d, &r.MaxStale)
+		case "max_bytes":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				r.MaxBytes, err = strconv.ParseInt(s, 10, 64)
+				if err != nil || r.MaxBytes <= 0 {
+					err = d.Errf("max_bytes: %q is not a positive integer", s)
+				}
+			}
+		default:
+			err = d.Errf("unrecognized jwks_url option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // unmarshalCaddyfile reads a cookie block.
 func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	seen := make(map[string]bool)
 	for n := d.Nesting(); d.NextBlock(n); {
+		if err := once(d, seen, "cookie"); err != nil {
+			return err
+		}
 		var err error
 		switch d.Val() {
 		case "name":
@@ -291,10 +359,20 @@ func cookieAttr(d *caddyfile.Dispenser, sameSite, path *string, insecure *bool) 
 //		allow_cors_preflight
 //		realm VALUE
 //	}
+//
+// validator and forward_claim add to their lists when repeated; every other
+// option may be given once.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	h.Validators = append(h.Validators, d.RemainingArgs()...)
+	seen := make(map[string]bool)
 	for d.NextBlock(0) {
+		switch d.Val() {
+		case "public", "forward_payload", "strip_token", "allow_cors_preflight", "realm":
+			if err := once(d, seen, "jwt_auth"); err != nil {
+				return err
+			}
+		}
 		switch d.Val() {
 		case "validator":
 			if err := moreArgs(d, &h.Validators); err != nil {
@@ -333,6 +411,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(h.Validators) == 0 {
 		return d.Err("jwt_auth: at least one validator name is required")
 	}
+	return nil
+}
+
+// once is the rule for an option that takes a single value: given a second
+// time in the same block (seen), it is an error at the second one's line,
+// never a silent override.
+func once(d *caddyfile.Dispenser, seen map[string]bool, block string) error {
+	opt := d.Val()
+	if seen[opt] {
+		return d.Errf("%s: %s given twice", block, opt)
+	}
+	seen[opt] = true
 	return nil
 }
 

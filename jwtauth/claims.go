@@ -3,8 +3,11 @@ package jwtauth
 import (
 	"encoding/json"
 	"errors"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // This file reads JWT headers and payloads without building a map. A token's
@@ -20,7 +23,7 @@ var (
 )
 
 // jsonObject is the raw bytes of a JSON object that has already passed
-// json.Valid. All accessors assume validity.
+// validJSON. All accessors assume validity.
 type jsonObject []byte
 
 // each calls fn for every top-level member, with the raw (still quoted) key and
@@ -219,7 +222,7 @@ func claimHas(raw []byte, spaceDelimited bool, want []string) bool {
 			return false
 		}
 		for _, f := range strings.Fields(str) {
-			if contains(want, f) {
+			if slices.Contains(want, f) {
 				return true
 			}
 		}
@@ -273,13 +276,42 @@ func stringOrStrings(raw []byte) bool {
 	return true
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
+// contains is slices.Contains for the issuer's files, which still call it.
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
+
+// isScalar reports whether raw is a JSON string or number.
+func isScalar(raw []byte) bool {
+	return len(raw) > 0 && raw[0] != '{' && raw[0] != '[' && string(raw) != "null" && string(raw) != "true" && string(raw) != "false"
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. No real token is dated beyond it,
+// and refusing it keeps every accepted date exact in a time.Time.
+const maxNumericDate = 253402300799
+
+// numericDateClaim reads the exp, nbf or iat claim raw: a JSON number from 0
+// to maxNumericDate. A negative, non-finite or absurdly large date is
+// refused, not clamped: it can only come from a broken or hostile issuer.
+func numericDateClaim(raw []byte, name string) (float64, error) {
+	f, ok := decodeNumber(raw)
+	if !ok {
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" is not a number")
 	}
-	return false
+	if !(f >= 0 && f <= maxNumericDate) { // also false for NaN
+		return 0, invalidToken(reasonInvalid, ErrTokenInvalidClaims, name+" out of range")
+	}
+	return f, nil
+}
+
+// numericDate converts seconds since the epoch, clamping absurd values.
+func numericDate(f float64) time.Time {
+	if f > 1e12 || math.IsNaN(f) {
+		f = 1e12
+	}
+	if f < -1e12 {
+		f = -1e12
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 func skipSpace(b []byte, i int) int {
@@ -353,4 +385,161 @@ func skipValue(b []byte, i int) (int, error) {
 		}
 		return i, nil
 	}
+}
+
+// maxJSONDepth is encoding/json's nesting limit, which validJSON keeps.
+const maxJSONDepth = 10000
+
+// validJSON reports whether b is one JSON value with optional whitespace
+// around it: what json.Valid reports, in one pass without its per-byte
+// state machine. Like json.Valid it does not check UTF-8.
+func validJSON(b []byte) bool {
+	i, ok := validValue(b, skipSpace(b, 0), 0)
+	return ok && skipSpace(b, i) == len(b)
+}
+
+// validValue checks the value at b[i:] and returns the index after it.
+func validValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch c := b[i]; c {
+	case '{', '[':
+		return validContainer(b, i, depth+1)
+	case '"':
+		return validString(b, i)
+	case 't':
+		return validLiteral(b, i, "true")
+	case 'f':
+		return validLiteral(b, i, "false")
+	case 'n':
+		return validLiteral(b, i, "null")
+	}
+	return validNumber(b, i)
+}
+
+// validContainer checks the object or array opening at b[i].
+func validContainer(b []byte, i, depth int) (int, bool) {
+	if depth > maxJSONDepth {
+		return i, false
+	}
+	object := b[i] == '{'
+	end := byte(']')
+	if object {
+		end = '}'
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == end {
+		return i + 1, true
+	}
+	for {
+		var ok bool
+		if object {
+			if i >= len(b) || b[i] != '"' {
+				return i, false
+			}
+			if i, ok = validString(b, i); !ok {
+				return i, false
+			}
+			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+				return i, false
+			}
+			i = skipSpace(b, i+1)
+		}
+		if i, ok = validValue(b, i, depth); !ok {
+			return i, false
+		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return i, false
+		}
+		switch b[i] {
+		case end:
+			return i + 1, true
+		case ',':
+			i = skipSpace(b, i+1)
+		default:
+			return i, false
+		}
+	}
+}
+
+// validString checks the string opening at b[i]: no control characters,
+// only the escapes JSON defines.
+func validString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return i, false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return i, false
+				}
+				i += 4
+			default:
+				return i, false
+			}
+		}
+	}
+	return i, false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func validLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, false
+	}
+	return i + len(lit), true
+}
+
+// validNumber checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at b[i].
+func validNumber(b []byte, i int) (int, bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			return j, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := skipDigits(b, i)
+		if j == i {
+			return j, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
 }

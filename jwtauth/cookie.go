@@ -229,24 +229,25 @@ func (v *Validator) cookieCarries(value, payloadB64 string) bool {
 func (v *Validator) verifyCookie(value string) (*identity, error) {
 	payloadB64, expires, ok := v.openCookie(value)
 	if !ok {
-		return nil, invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
+		return nil, errCookieInvalid
 	}
 	now := v.now()
 	if !now.Before(expires) {
-		return nil, invalidToken(reasonExpired, ErrTokenExpired, "identity cookie expired")
+		return nil, errCookieExpired
 	}
 	payload, err := b64.DecodeString(payloadB64)
 	if err != nil {
-		return nil, invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
+		return nil, errCookieInvalid
 	}
 	id := &identity{v: v, payloadB64: payloadB64, payload: payload}
-	if err := v.checkClaims(id, now); err != nil {
+	c, err := v.checkClaims(id, now)
+	if err != nil {
 		return nil, err
 	}
 	if !now.Before(id.exp) {
-		return nil, invalidToken(reasonExpired, ErrTokenExpired, "token expired")
+		return nil, errExpired
 	}
-	if err := v.checkIdentity(id, now); err != nil {
+	if err := v.checkIdentity(id, &c, now); err != nil {
 		return nil, err
 	}
 	return id, nil

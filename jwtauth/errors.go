@@ -50,6 +50,51 @@ var (
 	ErrRevocationUnavailable = errors.New("revocation status unavailable")
 )
 
+// The pipeline's refusals whose text never varies are built once, so that
+// refusing a token allocates nothing for its error. They are never
+// modified.
+var (
+	errHeaderB64        = malformed("header is not strict base64url")
+	errPayloadB64       = malformed("payload is not strict base64url")
+	errSignatureB64     = malformed("signature is not strict base64url")
+	errPayloadNotJSON   = malformed("payload is not JSON")
+	errPayloadNotObject = malformed("payload is not a JSON object")
+	errExpRequired      = invalidToken(reasonInvalid, ErrTokenInvalidClaims, "exp claim required")
+	errExpired          = invalidToken(reasonExpired, ErrTokenExpired, "token expired")
+	errNotValidYet      = invalidToken(reasonInvalid, ErrTokenNotValidYet, "token not valid yet")
+	errIATRequired      = invalidToken(reasonInvalid, ErrTokenInvalidClaims, "iat claim required by max_lifetime")
+	errUsedBeforeIAT    = invalidToken(reasonInvalid, ErrTokenUsedBeforeIAT, "token used before issued")
+	errLifetime         = invalidToken(reasonInvalid, ErrTokenInvalidClaims, "token lifetime exceeds max_lifetime")
+	errIssuer           = invalidToken(reasonInvalid, ErrInvalidIssuer, "issuer not accepted")
+	errAudienceType     = invalidToken(reasonInvalid, ErrInvalidAudience, "aud must be a string or an array of strings")
+	errAudience         = invalidToken(reasonInvalid, ErrInvalidAudience, "audience not accepted")
+	errNoKey            = invalidToken(reasonInvalid, ErrTokenUnverifiable, "no key for this kid and alg")
+	errSignature        = invalidToken(reasonInvalid, ErrTokenSignature, "signature invalid")
+	errRevoked          = invalidToken(reasonInvalid, ErrRevoked, "token revoked")
+	errNotJWS           = malformed("not a compact JWS")
+	errTooManySegments  = malformed("not a compact JWS: too many segments")
+	errNotB64           = malformed("token is not base64url")
+	errHeaderNotJSON    = malformed("header is not JSON")
+	errHeaderNotObject  = malformed("header is not a JSON object")
+	errAlgMissing       = malformed("alg missing")
+	errAlgNotAllowed    = invalidToken(reasonInvalid, ErrTokenUnverifiable, "algorithm not allowed")
+	errTypNotAllowed    = invalidToken(reasonInvalid, ErrTokenUnverifiable, "typ not allowed")
+	errCookieInvalid    = invalidToken(reasonInvalid, ErrCookieInvalid, "invalid identity cookie")
+	errCookieExpired    = invalidToken(reasonExpired, ErrTokenExpired, "identity cookie expired")
+	// errKIDRequired refuses a kid-less token that several keys of a
+	// remote set could have signed.
+	errKIDRequired = invalidToken(reasonInvalid, ErrTokenUnverifiable, "kid required")
+)
+
+// errMissing answers a request that carries no token.
+var errMissing = &authError{status: http.StatusUnauthorized, reason: reasonMissing, desc: "no token", err: ErrTokenMissing}
+
+// staticRefusals are the refusals built once, whose challenges a handler
+// renders at setup.
+var staticRefusals = []*authError{
+	errHeaderB64, errPayloadB64, errSignatureB64, errPayloadNotJSON, errPayloadNotObject, errExpRequired, errExpired, errNotValidYet, errIATRequired, errUsedBeforeIAT, errLifetime, errIssuer, errAudienceType, errAudience, errNoKey, errSignature, errRevoked, errNotJWS, errTooManySegments, errNotB64, errHeaderNotJSON, errHeaderNotObject, errAlgMissing, errAlgNotAllowed, errTypNotAllowed, errCookieInvalid, errCookieExpired, errKIDRequired, errMissing, errEmptyToken,
+}
+
 // authError is a rejection with everything needed to answer it.
 type authError struct {
 	status int    // HTTP status
@@ -64,6 +109,10 @@ type authError struct {
 func (e *authError) Error() string { return e.desc }
 func (e *authError) Unwrap() error { return e.err }
 
+func malformed(desc string) *authError {
+	return invalidToken(reasonMalformed, ErrTokenMalformed, desc)
+}
+
 func invalidToken(reason string, err error, desc string) *authError {
 	return &authError{status: http.StatusUnauthorized, code: "invalid_token", reason: reason, desc: desc, err: err}
 }
@@ -72,6 +121,9 @@ func invalidToken(reason string, err error, desc string) *authError {
 func reject(err error) *authError {
 	if ae, ok := err.(*authError); ok { // the common case, without errors.As's allocation
 		return ae
+	}
+	if err == ErrTokenMissing {
+		return errMissing
 	}
 	var ae *authError
 	if errors.As(err, &ae) {
@@ -93,6 +145,26 @@ func reject(err error) *authError {
 	}
 	return invalidToken(reasonInvalid, err, err.Error())
 }
+
+// boxedReason returns reason as an interface value without allocating, for
+// the {http.auth.jwt.error} placeholder.
+func boxedReason(reason string) any {
+	switch reason {
+	case reasonMissing:
+		return boxedReasons[0]
+	case reasonMalformed:
+		return boxedReasons[1]
+	case reasonInvalid:
+		return boxedReasons[2]
+	case reasonExpired:
+		return boxedReasons[3]
+	case reasonForbidden:
+		return boxedReasons[4]
+	}
+	return reason
+}
+
+var boxedReasons = [...]any{reasonMissing, reasonMalformed, reasonInvalid, reasonExpired, reasonForbidden}
 
 // wwwAuthenticate renders the RFC 6750 §3 challenge.
 func (e *authError) wwwAuthenticate(realm string) string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -62,7 +63,8 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	validators []*Validator
-	strip      []string // normalized header names to delete from requests
+	strip      []string              // normalized header names to delete from requests
+	challenges map[*authError]string // WWW-Authenticate of each static refusal
 	cop        *http.CrossOriginProtection
 	logger     *zap.Logger
 }
@@ -179,20 +181,19 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 		h.validators = append(h.validators, v)
 	}
 	for _, fc := range h.ForwardClaims {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(fc.Header))
+		h.strip = append(h.strip, normalizeHeaderName(fc.Header))
 	}
 	if h.ForwardPayload != "" {
-		h.strip = appendUnique(h.strip, normalizeHeaderName(h.ForwardPayload))
+		h.strip = append(h.strip, normalizeHeaderName(h.ForwardPayload))
 	}
+	slices.Sort(h.strip)
+	h.strip = slices.Compact(h.strip)
 	h.cop = http.NewCrossOriginProtection()
-	return nil
-}
-
-func appendUnique(list []string, s string) []string {
-	if contains(list, s) {
-		return list
+	h.challenges = make(map[*authError]string, len(staticRefusals))
+	for _, ae := range staticRefusals {
+		h.challenges[ae] = ae.wwwAuthenticate(h.Realm)
 	}
-	return append(list, s)
+	return nil
 }
 
 // Validate checks the handler's own options.
@@ -332,8 +333,12 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 // refuse answers a rejection and stops the chain.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, v *Validator, ae *authError) error {
 	v.counters.count(ae.reason)
-	repl.Set("http.auth.jwt.error", ae.reason)
-	w.Header()["Www-Authenticate"] = []string{ae.wwwAuthenticate(h.Realm)} // canonical key: no allocation
+	repl.Set("http.auth.jwt.error", boxedReason(ae.reason))
+	challenge, ok := h.challenges[ae]
+	if !ok {
+		challenge = ae.wwwAuthenticate(h.Realm)
+	}
+	w.Header()["Www-Authenticate"] = []string{challenge} // canonical key: no allocation
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfterSeconds(ae.retryAfter))
 	}

@@ -163,7 +163,7 @@ type Issuer struct {
 	sameSite     http.SameSite
 	limitMax     int
 	limitPer     time.Duration
-	ops          *issuerOps // users, users-file watcher, counters
+	ops          *issuerOps    // users, users-file watcher, counters
 	redis        *redisOptions // nil: the embedded store
 	poolKey      string
 	maxStaleness time.Duration

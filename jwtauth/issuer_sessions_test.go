@@ -363,7 +363,7 @@ func TestIssuerRevokeAccessTokens(t *testing.T) {
 					t.Fatalf("verify %d: %v", i, err)
 				}
 			}
-			if v.cache == nil || v.cache.get(access) == nil {
+			if v.cache == nil || v.cache.getToken(access) == nil {
 				t.Fatal("the token is not cached: the test would not cover cache hits")
 			}
 			e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")

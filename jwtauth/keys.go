@@ -2,17 +2,21 @@ package jwtauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"hash"
 	"os"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -131,8 +135,48 @@ type verKey struct {
 	kid    string
 	key    any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 	family algFamily
-	algs   algSet // the algorithms this key may verify: its family ∩ configuration
-	source string // where it came from, for error messages
+	algs   algSet           // the algorithms this key may verify: its family ∩ configuration
+	source string           // where it came from, for error messages
+	hmacs  [3]*hmacVerifier // HMAC keys: keyed states for HS256/384/512, by alg bit
+}
+
+// verify reports whether sig is a's signature of signingInput under k.
+func (k *verKey) verify(a *algInfo, signingInput string, sig []byte) bool {
+	if int(a.bit) < len(k.hmacs) && k.hmacs[a.bit] != nil {
+		return k.hmacs[a.bit].verify(signingInput, sig)
+	}
+	return a.method.Verify(signingInput, sig, k.key) == nil
+}
+
+// hmacVerifier checks HMAC signatures with keyed states kept in a pool: a
+// verification costs a Reset, not hmac.New's two hash allocations and key
+// schedule, and no allocation for its input or output.
+type hmacVerifier struct {
+	pool sync.Pool // of *hmacState
+}
+
+type hmacState struct {
+	mac hash.Hash
+	in  []byte   // the signing input, copied: hash.Hash takes bytes
+	out [64]byte // room for the largest MAC (HS512)
+}
+
+func newHMACVerifier(h crypto.Hash, secret []byte) *hmacVerifier {
+	hv := new(hmacVerifier)
+	hv.pool.New = func() any { return &hmacState{mac: hmac.New(h.New, secret)} }
+	return hv
+}
+
+func (hv *hmacVerifier) verify(signingInput string, sig []byte) bool {
+	st := hv.pool.Get().(*hmacState)
+	st.in = append(st.in[:0], signingInput...)
+	st.mac.Write(st.in)
+	ok := hmac.Equal(sig, st.mac.Sum(st.out[:0]))
+	st.mac.Reset()
+	if cap(st.in) <= maxTokenSize {
+		hv.pool.Put(st)
+	}
+	return ok
 }
 
 // keyFamily classifies a public key or secret.
@@ -165,16 +209,8 @@ func keyFamily(k any) (algFamily, error) {
 // empty allowed set means "derive from the key". jwkAlg, when a JWK names its
 // algorithm, narrows the key to that one algorithm.
 func newVerKey(kid string, key any, allowed algSet, jwkAlg, source string) (*verKey, error) {
-	if pk, ok := key.(interface{ Public() any }); ok {
-		key = pk.Public()
-	}
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
-		key = &k.PublicKey
-	case *rsa.PrivateKey:
-		key = &k.PublicKey
-	case ed25519.PrivateKey:
-		key = k.Public()
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public() // every private key type of crypto/* has Public
 	}
 	fam, err := keyFamily(key)
 	if err != nil {
@@ -208,10 +244,15 @@ func newVerKey(kid string, key any, allowed algSet, jwkAlg, source string) (*ver
 		}
 		algs = 1 << a.bit
 	}
-	if algs == 0 {
-		return nil, fmt.Errorf("%s: none of the configured algorithms (%s) verifies a %s", source, strings.Join(allowed.names(), ", "), fam)
+	k := &verKey{kid: kid, key: key, family: fam, algs: algs, source: source}
+	if fam == famHMAC {
+		for _, a := range algorithms {
+			if algs.has(a) {
+				k.hmacs[a.bit] = newHMACVerifier(a.method.(*jwt.SigningMethodHMAC).Hash, key.([]byte))
+			}
+		}
 	}
-	return &verKey{kid: kid, key: key, family: fam, algs: algs, source: source}, nil
+	return k, nil
 }
 
 // keySet is an immutable collection of keys, indexed by kid.
@@ -278,12 +319,7 @@ func (s *keySet) contains(k *verKey) bool {
 	if s == nil {
 		return false
 	}
-	for _, c := range s.candidates(k.kid) {
-		if c == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.candidates(k.kid), k)
 }
 
 // loadPEMKey reads a PEM file with one public key or certificate.
@@ -362,6 +398,6 @@ func parseJWKS(raw []byte, allowed algSet, source string) (keys []*verKey, probl
 			keys = append(keys, k)
 		}
 	}
-	sort.SliceStable(keys, func(i, j int) bool { return keys[i].kid < keys[j].kid })
+	slices.SortStableFunc(keys, func(a, b *verKey) int { return strings.Compare(a.kid, b.kid) })
 	return keys, problems, nil
 }
