@@ -160,6 +160,11 @@ func (a *App) Start() error {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
 	}
+	for _, v := range a.Validators {
+		if v != nil {
+			v.start()
+		}
+	}
 	return a.startOps()
 }
 

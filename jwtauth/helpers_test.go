@@ -55,9 +55,12 @@ func provisionApp(t testing.TB, clock func() time.Time, validators map[string]*V
 	a := &App{Validators: validators, CookieSecret: "cookie-secret-cookie-secret-0123456789"}
 	a.now = clock
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(func() { _ = a.Cleanup(); cancel() })
+	t.Cleanup(func() { _ = a.Stop(); _ = a.Cleanup(); cancel() })
 	if err := a.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatalf("start: %v", err)
 	}
 	return a
 }

@@ -161,6 +161,12 @@ type remoteKeys struct {
 	inflight *fetchCall // the fetch under way, if any
 	fetches  sync.WaitGroup
 
+	// startOnce starts the first fetch and the refresh loop: when the app
+	// starts, or at the first token if it has not (never in Provision,
+	// so `caddy validate` fetches nothing and starts no goroutine).
+	startOnce sync.Once
+	started   atomic.Bool
+
 	cancel context.CancelFunc
 	ctx    context.Context
 	done   chan struct{}
@@ -207,8 +213,11 @@ func newRemoteKeys(cfg RemoteJWKS, allowed algSet, label string, logger *zap.Log
 // does not stop Caddy from starting: no key means every token is refused
 // (fail closed), and the loop retries with backoff until keys arrive.
 func (rk *remoteKeys) start() {
-	_ = rk.refresh(rk.ctx) // errors already logged and counted
-	go rk.loop()
+	rk.startOnce.Do(func() {
+		rk.started.Store(true)
+		_ = rk.refresh(rk.ctx) // errors already logged and counted
+		go rk.loop()
+	})
 }
 
 // loop refreshes the set every refresh_interval. While there are no usable
@@ -241,7 +250,9 @@ func (rk *remoteKeys) Destruct() error {
 	rk.mu.Lock()
 	rk.cancel() // under mu: no fetch starts after this
 	rk.mu.Unlock()
-	<-rk.done
+	if rk.started.Load() {
+		<-rk.done
+	}
 	rk.fetches.Wait()
 	return nil
 }

@@ -539,6 +539,32 @@ func TestCheapChecksBeforeFetch(t *testing.T) {
 	srv.expectHits(t, 2, "after a valid token with an unknown kid")
 }
 
+// TestJWKSNotFetchedAtProvision: provisioning (all that `caddy validate`
+// does) fetches nothing and starts no refresh loop; the app's Start does.
+func TestJWKSNotFetchedAtProvision(t *testing.T) {
+	k1 := jtKey(t)
+	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
+	a := &App{Validators: map[string]*Validator{"jwks-provision-only": v}}
+	a.now = newTestClock().Now
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.expectHits(t, 0, "after provision")
+	if v.remote.started.Load() {
+		t.Fatal("provision started the refresh loop")
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv.expectHits(t, 1, "after start")
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestJWKSUsagePool(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)

@@ -410,8 +410,7 @@ func (v *Validator) bindRemote(configured algSet) error {
 		if v.retry != nil {
 			rk.retry = *v.retry
 		}
-		rk.start()
-		return rk, nil
+		return rk, nil // started by start, when the app starts
 	})
 	if err != nil {
 		return err
@@ -423,6 +422,15 @@ func (v *Validator) bindRemote(configured algSet) error {
 		v.allowed |= ^algSet(0) &^ familyAlgs(famHMAC)
 	}
 	return nil
+}
+
+// start fetches the remote key set, if any, and starts its refresh loop;
+// the app calls it from Start. A set shared with the previous config has
+// started already.
+func (v *Validator) start() {
+	if v.remote != nil {
+		v.remote.start()
+	}
 }
 
 // checkRules checks the rules: iss, aud, the identity sources, the require

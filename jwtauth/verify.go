@@ -466,6 +466,7 @@ func (v *Validator) findKeyAndVerify(ctx context.Context, h header, signingInput
 		}
 	}
 	if v.remote != nil {
+		v.remote.start() // a no-op once the app started it
 		gen := v.remote.generation.Load()
 		ks := v.remote.current()
 		if len(h.kid) == 0 && ks.keysFor(h.alg) > 1 {
