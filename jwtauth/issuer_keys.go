@@ -346,3 +346,19 @@ func randomID(n int) (string, error) {
 	}
 	return b64.EncodeToString(b), nil
 }
+
+// mintAccess signs an access token for u in session sid. Its exp never
+// passes the session's end.
+func (is *Issuer) mintAccess(sg *signer, u *issuerUser, sid string, now, sessionEnd time.Time) (string, time.Time, error) {
+	exp := now.Add(is.accessTTL)
+	if sessionEnd.Before(exp) {
+		exp = sessionEnd
+	}
+	jti, err := randomID(16)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	c := accessTokenClaims(is.Iss, is.Audience, u.userID.String(), u.userID, u.login, now, exp, jti, sid, u.claims)
+	tok, err := sg.sign(c)
+	return tok, exp.Truncate(time.Second), err
+}

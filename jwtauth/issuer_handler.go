@@ -1,17 +1,17 @@
 package jwtauth
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"mime"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,36 +19,106 @@ import (
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
-// maxIssuerBody caps the body of an issuer endpoint request.
-const maxIssuerBody = 64 << 10
-
-// endpointError is an error answer of an issuer endpoint.
-type endpointError struct {
-	status     int
-	code       string // {"error": code}
-	desc       string // {"error_description": desc}; never a secret
-	retryAfter time.Duration
-	// session marks a refused refresh token or session: in the JSON-RPC
-	// envelope it is Odoo's "session expired" (code 100), on which old
-	// clients log in again.
-	session bool
+func init() {
+	caddy.RegisterModule(IssuerHandler{})
 }
 
-func badRequest(desc string) *endpointError {
-	return &endpointError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
+// IssuerHandler serves an issuer's endpoints under PathPrefix, in the shape
+// of the Odoo module odoo_jwt, and passes every other request to the next
+// handler:
+//
+//   - POST <prefix>/authenticate, /update/access-token,
+//     /update/refresh-token and /revoke/token, taking JSON or Odoo's
+//     JSON-RPC envelope;
+//   - GET <prefix>/.well-known/jwks.json (asymmetric algorithms);
+//   - GET <prefix>/login, the test console, with Console.
+type IssuerHandler struct {
+	// Name of an issuer in the jwtauth app. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Path under which the endpoints are served, e.g. /api serves
+	// /api/authenticate. Default: /api.
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// Serve the test console at <path_prefix>/login. Default: false.
+	Console bool `json:"console,omitempty"`
+
+	issuer     *Issuer
+	prefix     string
+	cookiePath string
+	cop        *http.CrossOriginProtection
+	logger     *zap.Logger
 }
 
-var (
-	errCrossOriginRefused = &endpointError{status: http.StatusForbidden, code: "invalid_request", desc: "cross-origin request refused"}
-	errBadCredentials     = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid login or password"}
-	errNoRefreshToken     = badRequest("a refresh token is required (the refresh cookie, a refreshToken header or refreshToken field)")
-	errStoreDown          = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the session store is unavailable; retry later", retryAfter: 5 * time.Second}
-	errLimiterDown        = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login limiter is unavailable; retry later", retryAfter: 5 * time.Second}
-	errLoginAbandoned     = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the login was interrupted; retry", retryAfter: time.Second}
-	errNotReady           = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the issuer is starting; retry later", retryAfter: time.Second}
-	errRevocationsUnknown = &endpointError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "revocations cannot be checked now; retry later", retryAfter: time.Second}
-	errUserMismatch       = &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "the refresh token does not belong to user_id", session: true}
-)
+// CaddyModule returns the Caddy module information.
+func (IssuerHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.jwt_issuer",
+		New: func() caddy.Module { return new(IssuerHandler) },
+	}
+}
+
+// Provision finds the issuer and sets defaults.
+func (h *IssuerHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Issuer == "" {
+		return errors.New("jwt_issuer: an issuer name is required")
+	}
+	appIface, err := ctx.AppIfConfigured("jwtauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("jwt_issuer: the jwtauth app is not configured (define issuers in the jwtauth global option)")
+	}
+	if err != nil {
+		return fmt.Errorf("jwt_issuer: %w", err)
+	}
+	is, err := appIface.(*App).issuer(h.Issuer)
+	if err != nil {
+		return fmt.Errorf("jwt_issuer: %w", err)
+	}
+	return h.setup(is)
+}
+
+// setup binds the handler to its issuer and sets defaults.
+func (h *IssuerHandler) setup(is *Issuer) error {
+	h.issuer = is
+	if h.PathPrefix == "" {
+		h.PathPrefix = "/api"
+	}
+	h.prefix = strings.TrimRight(h.PathPrefix, "/")
+	h.cookiePath = is.cookie.Path
+	if h.cookiePath == "" {
+		h.cookiePath = h.prefix
+		if h.cookiePath == "" || strings.HasPrefix(is.cookie.Name, "__Host-") {
+			h.cookiePath = "/"
+		}
+	}
+	h.cop = http.NewCrossOriginProtection()
+	if h.logger == nil {
+		h.logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Validate checks the handler's options.
+func (h *IssuerHandler) Validate() error {
+	if !strings.HasPrefix(h.PathPrefix, "/") {
+		return fmt.Errorf("jwt_issuer: path_prefix %q must start with /", h.PathPrefix)
+	}
+	if strings.ContainsAny(h.PathPrefix, "*?#%{}") || strings.Contains(h.PathPrefix, "//") || strings.Contains(h.PathPrefix, "/../") {
+		return fmt.Errorf("jwt_issuer: path_prefix %q must be a plain path", h.PathPrefix)
+	}
+	if err := checkCookieAttrs(h.issuer.cookie.Name, h.cookiePath, h.issuer.cookie.Insecure, h.issuer.sameSite); err != nil {
+		return fmt.Errorf("jwt_issuer: refresh_cookie: %w", err)
+	}
+	return nil
+}
+
+// Cleanup implements caddy.CleanerUpper. The handler holds nothing of its
+// own: the app releases the issuer's store, and the issuer stays reachable
+// for requests of this config that are still finishing.
+func (h *IssuerHandler) Cleanup() error {
+	return nil
+}
 
 // sessionError maps a session operation's error to its answer: a refusal of
 // the token is 401, anything else a failure of the store, 503 (never 401,
@@ -69,14 +139,6 @@ func (is *Issuer) sessionError(err error) *endpointError {
 	}
 	is.logStoreFailure(err)
 	return errStoreDown
-}
-
-// apiRequest is a parsed endpoint request: plain JSON or Odoo's JSON-RPC
-// envelope {"jsonrpc":"2.0","method":"call","params":{...},"id":...}.
-type apiRequest struct {
-	envelope bool
-	id       json.RawMessage
-	params   map[string]json.RawMessage
 }
 
 // ServeHTTP serves the issuer's endpoints and passes other requests on.
@@ -130,225 +192,6 @@ func methodNotAllowed(w http.ResponseWriter, allow string) error {
 	w.Header().Set("Allow", allow)
 	writeEndpointError(w, &endpointError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "method not allowed; use " + allow})
 	return nil
-}
-
-// readAPIRequest checks the media type and size, and parses the body. The
-// returned request is never nil: once the envelope is recognized, errors in
-// it are answered in the envelope. With emptyOK, a request without a
-// Content-Type is accepted when its body is empty (curl -X POST with only a
-// refreshToken header); any body must still be JSON.
-func readAPIRequest(w http.ResponseWriter, r *http.Request, emptyOK bool) (*apiRequest, *endpointError) {
-	rq := new(apiRequest)
-	notJSON := &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "Content-Type must be application/json"}
-	_, typed := r.Header["Content-Type"]
-	if typed || !emptyOK {
-		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || mt != "application/json" {
-			return rq, notJSON
-		}
-		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-			return rq, &endpointError{status: http.StatusUnsupportedMediaType, code: "invalid_request", desc: "the body must be UTF-8"}
-		}
-	}
-	tooLarge := &endpointError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "body larger than 64 KiB"}
-	if r.ContentLength > maxIssuerBody {
-		return rq, tooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxIssuerBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return rq, tooLarge
-		}
-		return rq, badRequest("cannot read the body")
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		body = []byte("{}")
-	} else if !typed {
-		return rq, notJSON
-	}
-	if !json.Valid(body) {
-		return rq, badRequest("malformed JSON")
-	}
-	top, e := objectMembers(body)
-	if e != nil {
-		return rq, e
-	}
-	rq.params = top
-	raw, ok := top["jsonrpc"]
-	if !ok {
-		return rq, nil
-	}
-	if v, ok := decodeString(raw); !ok || v != "2.0" {
-		return rq, badRequest(`jsonrpc must be "2.0"`)
-	}
-	rq.envelope = true
-	rq.id = top["id"]
-	rq.params = map[string]json.RawMessage{}
-	if m, ok := top["method"]; ok {
-		if _, ok := decodeString(m); !ok {
-			return rq, badRequest("method must be a string")
-		}
-	}
-	if p, ok := top["params"]; ok && string(p) != "null" {
-		members, e := objectMembers(p)
-		if e != nil {
-			return rq, e
-		}
-		rq.params = members
-	}
-	return rq, nil
-}
-
-// objectMembers splits a valid JSON object into its members, refusing
-// duplicated names, which parsers resolve differently.
-func objectMembers(raw []byte) (map[string]json.RawMessage, *endpointError) {
-	m := make(map[string]json.RawMessage)
-	dup := ""
-	err := jsonObject(raw).each(func(k, v []byte) bool {
-		name := decodeKey(k)
-		if _, ok := m[name]; ok {
-			dup = name
-			return false
-		}
-		m[name] = v
-		return true
-	})
-	if err != nil {
-		return nil, badRequest("the body must be a JSON object")
-	}
-	if dup != "" {
-		return nil, badRequest("duplicate member " + strconv.Quote(dup))
-	}
-	return m, nil
-}
-
-// stringParam reads a required string parameter.
-func (rq *apiRequest) stringParam(name string) (string, *endpointError) {
-	raw, ok := rq.params[name]
-	if !ok || string(raw) == "null" {
-		return "", badRequest(name + " is required")
-	}
-	s, ok := decodeString(raw)
-	if !ok {
-		return "", badRequest(name + " must be a string")
-	}
-	return s, nil
-}
-
-func setNoStore(w http.ResponseWriter) {
-	hdr := w.Header()
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Pragma", "no-cache")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-}
-
-// reply answers 200 with result, in the envelope when the request used it.
-func (rq *apiRequest) reply(w http.ResponseWriter, result any) error {
-	setNoStore(w)
-	w.Header().Set("Content-Type", "application/json")
-	var body any = result
-	if rq.envelope {
-		body = rpcResponse{JSONRPC: "2.0", ID: rq.rpcID(), Result: result}
-	}
-	w.WriteHeader(http.StatusOK)
-	return json.NewEncoder(w).Encode(body)
-}
-
-func (rq *apiRequest) rpcID() json.RawMessage {
-	if len(rq.id) == 0 {
-		return json.RawMessage("null")
-	}
-	return rq.id
-}
-
-// fail answers an error: {"error","error_description"} with its status, or,
-// in the envelope, Odoo's shape with HTTP 200.
-func (rq *apiRequest) fail(w http.ResponseWriter, e *endpointError) {
-	if rq == nil || !rq.envelope {
-		writeEndpointError(w, e)
-		return
-	}
-	setNoStore(w)
-	if e.retryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfterSeconds(e.retryAfter))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(rpcResponse{JSONRPC: "2.0", ID: rq.rpcID(), Error: e.rpcError()})
-}
-
-func writeEndpointError(w http.ResponseWriter, e *endpointError) {
-	setNoStore(w)
-	if e.retryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfterSeconds(e.retryAfter))
-	}
-	if e.status == http.StatusUnauthorized {
-		challenge := `Bearer realm="jwt_issuer"`
-		if e.code == "invalid_token" {
-			challenge += `, error="invalid_token"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
-	}
-	writeJSONError(w, e.status, e.code, e.desc)
-}
-
-func retryAfterSeconds(d time.Duration) string {
-	s := int64((d + time.Second - 1) / time.Second)
-	return strconv.FormatInt(max(s, 1), 10)
-}
-
-type rpcResponse struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  any             `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-// rpcError is Odoo's JSON-RPC error object, with our error code and
-// description, and the HTTP status the plain API would have used, in data.
-type rpcError struct {
-	Code    int          `json:"code"`
-	Message string       `json:"message"`
-	Data    rpcErrorData `json:"data"`
-}
-
-type rpcErrorData struct {
-	Name             string   `json:"name"`
-	Debug            string   `json:"debug"`
-	Message          string   `json:"message"`
-	Arguments        []string `json:"arguments"`
-	Context          struct{} `json:"context"`
-	Error            string   `json:"error"`
-	ErrorDescription string   `json:"error_description"`
-	HTTPStatus       int      `json:"http_status"`
-}
-
-func (e *endpointError) rpcError() *rpcError {
-	code, msg := 200, "Odoo Server Error"
-	var name string
-	switch e.status {
-	case http.StatusBadRequest:
-		name = "werkzeug.exceptions.BadRequest"
-	case http.StatusUnauthorized:
-		name = "odoo.exceptions.AccessDenied"
-		if e.session {
-			code, msg, name = 100, "Odoo Session Expired", "odoo.http.SessionExpiredException"
-		}
-	case http.StatusForbidden:
-		name = "werkzeug.exceptions.Forbidden"
-	case http.StatusTooManyRequests:
-		name = "werkzeug.exceptions.TooManyRequests"
-	case http.StatusServiceUnavailable:
-		name = "werkzeug.exceptions.ServiceUnavailable"
-	default:
-		name = "werkzeug.exceptions.InternalServerError"
-	}
-	return &rpcError{Code: code, Message: msg, Data: rpcErrorData{
-		Name: name, Message: e.desc, Arguments: []string{e.desc},
-		Error: e.code, ErrorDescription: e.desc, HTTPStatus: e.status,
-	}}
 }
 
 // isBrowserRequest reports whether a browser sent r: browsers add
@@ -763,3 +606,12 @@ func (h *IssuerHandler) serveJWKS(w http.ResponseWriter, r *http.Request) error 
 	}
 	return nil
 }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*IssuerHandler)(nil)
+	_ caddy.Validator             = (*IssuerHandler)(nil)
+	_ caddy.CleanerUpper          = (*IssuerHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*IssuerHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*IssuerHandler)(nil)
+)
