@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
@@ -113,41 +114,13 @@ func (h *IssuerHandler) Validate() error {
 	return nil
 }
 
-// Cleanup implements caddy.CleanerUpper. The handler holds nothing of its
-// own: the app releases the issuer's store, and the issuer stays reachable
-// for requests of this config that are still finishing.
-func (h *IssuerHandler) Cleanup() error {
-	return nil
-}
-
-// sessionError maps a session operation's error to its answer: a refusal of
-// the token is 401, anything else a failure of the store, 503 (never 401,
-// never 500), logged at Error once per burst (logStoreFailure).
-func (is *Issuer) sessionError(err error) *endpointError {
-	invalid := func(desc string) *endpointError {
-		return &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: desc, session: true}
-	}
-	switch {
-	case errors.Is(err, sessions.ErrUnknown), errors.Is(err, sessions.ErrEnded):
-		return invalid("invalid or expired refresh token")
-	case errors.Is(err, sessions.ErrReused):
-		return invalid("refresh token reused: the session is revoked")
-	case errors.Is(err, sessions.ErrMismatch):
-		return invalid("the access token belongs to another session")
-	case errors.Is(err, errNotStarted):
-		return errNotReady
-	}
-	is.logStoreFailure(err)
-	return errStoreDown
-}
-
 // ServeHTTP serves the issuer's endpoints and passes other requests on.
 func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rest, ok := strings.CutPrefix(r.URL.Path, h.prefix)
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	var endpoint func(http.ResponseWriter, *http.Request, *apiRequest) error
+	var endpoint func(http.ResponseWriter, *http.Request, *apiRequest) (any, error)
 	switch rest {
 	case "/authenticate":
 		endpoint = h.authenticate
@@ -178,92 +151,74 @@ func (h *IssuerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	// from a header or the cookie, and then need no body at all
 	rq, e := readAPIRequest(w, r, rest != "/authenticate")
 	if e != nil {
-		rq.fail(w, e)
-		return nil
+		return h.answerError(w, rq, e)
 	}
 	if h.issuer.run.Load() == nil {
-		rq.fail(w, errNotReady)
-		return nil
+		return h.answerError(w, rq, errNotReady)
 	}
-	return endpoint(w, r, rq)
+	result, err := endpoint(w, r, rq)
+	if err != nil {
+		return h.answerError(w, rq, err)
+	}
+	return rq.reply(w, result)
+}
+
+// answerError answers an endpoint's error: an *endpointError as it is, a
+// session operation's error (sessionFailure) as sessionError maps it, and
+// anything else as a 500 that Caddy's error handling answers.
+func (h *IssuerHandler) answerError(w http.ResponseWriter, rq *apiRequest, err error) error {
+	var e *endpointError
+	var sf sessionFailure
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &sf):
+		e = h.issuer.sessionError(sf.err)
+	default:
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	rq.fail(w, e)
+	return nil
+}
+
+// sessionFailure is the error of a session operation, which the dispatch
+// answers as sessionError maps it: a refused token 401, a failed store 503.
+type sessionFailure struct{ err error }
+
+func (f sessionFailure) Error() string { return f.err.Error() }
+func (f sessionFailure) Unwrap() error { return f.err }
+
+// sessionFailed counts a session operation's error (noteSessionError) and
+// returns it for the dispatch to answer.
+func (is *Issuer) sessionFailed(err error, op string) error {
+	is.noteSessionError(err, op)
+	return sessionFailure{err}
+}
+
+// sessionError maps a session operation's error to its answer: a refusal of
+// the token is 401, anything else a failure of the store, 503 (never 401,
+// never 500), logged at Error once per burst (logStoreFailure).
+func (is *Issuer) sessionError(err error) *endpointError {
+	invalid := func(desc string) *endpointError {
+		return &endpointError{status: http.StatusUnauthorized, code: "invalid_grant", desc: desc, session: true}
+	}
+	switch {
+	case errors.Is(err, sessions.ErrUnknown), errors.Is(err, sessions.ErrEnded):
+		return invalid("invalid or expired refresh token")
+	case errors.Is(err, sessions.ErrReused):
+		return invalid("refresh token reused: the session is revoked")
+	case errors.Is(err, sessions.ErrMismatch):
+		return invalid("the access token belongs to another session")
+	case errors.Is(err, errNotStarted):
+		return errNotReady
+	}
+	is.logStoreFailure(err)
+	return errStoreDown
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) error {
 	w.Header().Set("Allow", allow)
 	writeEndpointError(w, &endpointError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "method not allowed; use " + allow})
 	return nil
-}
-
-// isBrowserRequest reports whether a browser sent r: browsers add
-// Sec-Fetch-Site or Origin. Browsers get the refresh token only as the
-// HttpOnly cookie, never in a body that scripts could read.
-func isBrowserRequest(r *http.Request) bool {
-	_, site := r.Header["Sec-Fetch-Site"]
-	_, origin := r.Header["Origin"]
-	return site || origin
-}
-
-// refreshToken finds the request's refresh token: a refreshToken header or
-// body field (which must agree), else the refresh cookie. A token the
-// cookie carried, which a browser attaches by itself, is only accepted from
-// a same-origin request (as jwt_auth's cookie mode).
-func (h *IssuerHandler) refreshToken(r *http.Request, rq *apiRequest) (string, *endpointError) {
-	tok, fromCookie, e := h.findRefreshToken(r, rq)
-	if e == nil && fromCookie && h.cop.Check(r) != nil {
-		return "", errCrossOriginRefused
-	}
-	return tok, e
-}
-
-func (h *IssuerHandler) findRefreshToken(r *http.Request, rq *apiRequest) (tok string, fromCookie bool, e *endpointError) {
-	conflict := badRequest("the request carries different refresh tokens")
-	for _, v := range r.Header.Values("refreshToken") {
-		if v = strings.TrimSpace(v); v == "" {
-			continue
-		}
-		if tok != "" && tok != v {
-			return "", false, conflict
-		}
-		tok = v
-	}
-	if raw, ok := rq.params["refreshToken"]; ok && string(raw) != "null" {
-		v, ok := decodeString(raw)
-		if !ok {
-			return "", false, badRequest("refreshToken must be a string")
-		}
-		if v != "" {
-			if tok != "" && tok != v {
-				return "", false, conflict
-			}
-			tok = v
-		}
-	}
-	if tok != "" {
-		return tok, false, nil
-	}
-	for _, c := range r.CookiesNamed(h.issuer.cookie.Name) {
-		if c.Value != "" {
-			return c.Value, true, nil
-		}
-	}
-	return "", false, errNoRefreshToken
-}
-
-// userIDParam reads the optional user_id parameter, a number or a string,
-// which must then be the session's.
-func userIDParam(rq *apiRequest) (string, bool, *endpointError) {
-	raw, ok := rq.params["user_id"]
-	if !ok || string(raw) == "null" {
-		return "", false, nil
-	}
-	switch {
-	case len(raw) > 0 && raw[0] == '"':
-		given, _ := decodeString(raw)
-		return given, true, nil
-	case isScalar(raw):
-		return string(raw), true, nil
-	}
-	return "", false, badRequest("user_id must be a number or a string")
 }
 
 // opContext bounds a store operation by the request and, with Redis, by the
@@ -273,6 +228,15 @@ func (is *Issuer) opContext(r *http.Request) (context.Context, context.CancelFun
 		return context.WithTimeout(r.Context(), is.redis.timeout)
 	}
 	return r.Context(), func() {}
+}
+
+// refuseStale ends session sid, whose user changed since the login, and
+// returns the refusal to answer: the session's end, or the store's failure.
+func (is *Issuer) refuseStale(ctx context.Context, ss *sharedStore, sid string) error {
+	if err := is.endStale(ctx, ss, sid); err != nil {
+		return sessionFailure{err}
+	}
+	return sessionFailure{sessions.ErrEnded}
 }
 
 type authenticateResult struct {
@@ -288,87 +252,42 @@ type authenticateResult struct {
 }
 
 // authenticate is POST <prefix>/authenticate: {"db"?, "login", "password"}.
-func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
+func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
-	login, e := rq.stringParam("login")
-	if e != nil {
-		rq.fail(w, e)
-		return nil
+	login, err := rq.stringParam("login")
+	if err != nil {
+		return nil, err
 	}
-	password, e := rq.stringParam("password")
-	if e != nil {
-		rq.fail(w, e)
-		return nil
+	password, err := rq.stringParam("password")
+	if err != nil {
+		return nil, err
 	}
 	// a login from another site would plant the attacker's session
 	// (login CSRF)
 	if isBrowserRequest(r) && h.cop.Check(r) != nil {
-		rq.fail(w, errCrossOriginRefused)
-		return nil
+		return nil, errCrossOriginRefused
 	}
 	run := is.run.Load()
-	st := run.shared
-	lim := is.loginLimiter(run)
-	addr, ctx := clientAddr(r), r.Context()
-	d, err := lim.Before(ctx, addr, login, is.now())
+	u, err := h.checkLogin(r, is.loginLimiter(run), login, password)
 	if err != nil {
-		is.countLogin(resultError)
-		rq.fail(w, errLimiterDown)
-		return nil
-	}
-	if !d.OK {
-		is.countLogin(resultRateLimited)
-		is.auditRateLimited(r, login, d.RetryAfter)
-		rq.fail(w, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter})
-		return nil
-	}
-	if d.Delay > 0 {
-		// the login's slowdown, the same whatever the password
-		if c := h.logger.Check(zapcore.DebugLevel, "login slowed down"); c != nil {
-			c.Write(zap.String("client", addr), zap.Duration("delay", d.Delay))
-		}
-		if err := is.wait(ctx, d.Delay); err != nil {
-			// the client went away: the attempt counts as failed
-			_ = lim.Failed(context.WithoutCancel(ctx), addr, login, is.now())
-			rq.fail(w, errLoginAbandoned)
-			return nil
-		}
-	}
-	u, result := is.checkPassword(login, password)
-	if u == nil {
-		if err := lim.Failed(ctx, addr, login, is.now()); err != nil {
-			is.countLogin(resultError)
-			rq.fail(w, errLimiterDown)
-			return nil
-		}
-		is.countLogin(result)
-		is.auditLoginFailed(r, login, result)
-		rq.fail(w, errBadCredentials)
-		return nil
-	}
-	if err := lim.Succeeded(ctx, addr, login, is.now()); err != nil {
-		is.countLogin(resultError)
-		rq.fail(w, errLimiterDown)
-		return nil
+		return nil, err
 	}
 	now := is.now()
 	ctx, cancel := is.opContext(r)
 	defer cancel()
-	p := is.policy()
+	p, st := is.policy(), run.shared
 	s, rt, revs, err := st.store.Create(ctx, p, sessions.New{Login: u.login, UserID: u.userID.String(), FP: u.fp}, now)
 	is.ended(revs)
 	if err != nil {
 		is.countLogin(resultError)
-		is.noteSessionError(err, "create")
-		rq.fail(w, is.sessionError(err))
-		return nil
+		return nil, is.sessionFailed(err, "create")
 	}
 	st.deny.created(s.SID, now)
 	end := p.End(s)
 	at, exp, err := is.mintAccess(run.signer, u, s.SID, now, end)
 	if err != nil {
 		is.countLogin(resultError)
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return nil, err
 	}
 	is.countLogin(resultOK)
 	is.auditLoginOK(r, u, s.SID)
@@ -384,7 +303,50 @@ func (h *IssuerHandler) authenticate(w http.ResponseWriter, r *http.Request, rq 
 	if !isBrowserRequest(r) {
 		res.RefreshToken = rt
 	}
-	return rq.reply(w, res)
+	return res, nil
+}
+
+// checkLogin checks login and password under the login limiter: the user,
+// or the refusal to answer (rate limited, bad credentials, limiter down).
+func (h *IssuerHandler) checkLogin(r *http.Request, lim limiter.Limiter, login, password string) (*issuerUser, error) {
+	is := h.issuer
+	addr, ctx := clientAddr(r), r.Context()
+	d, err := lim.Before(ctx, addr, login, is.now())
+	if err != nil {
+		is.countLogin(resultError)
+		return nil, errLimiterDown
+	}
+	if !d.OK {
+		is.countLogin(resultRateLimited)
+		is.auditRateLimited(r, login, d.RetryAfter)
+		return nil, &endpointError{status: http.StatusTooManyRequests, code: "too_many_requests", desc: "too many failed logins; retry later", retryAfter: d.RetryAfter}
+	}
+	if d.Delay > 0 {
+		// the login's slowdown, the same whatever the password
+		if c := h.logger.Check(zapcore.DebugLevel, "login slowed down"); c != nil {
+			c.Write(zap.String("client", addr), zap.Duration("delay", d.Delay))
+		}
+		if err := is.wait(ctx, d.Delay); err != nil {
+			// the client went away: the attempt counts as failed
+			_ = lim.Failed(context.WithoutCancel(ctx), addr, login, is.now())
+			return nil, errLoginAbandoned
+		}
+	}
+	u, result := is.checkPassword(login, password)
+	if u == nil {
+		if err := lim.Failed(ctx, addr, login, is.now()); err != nil {
+			is.countLogin(resultError)
+			return nil, errLimiterDown
+		}
+		is.countLogin(result)
+		is.auditLoginFailed(r, login, result)
+		return nil, errBadCredentials
+	}
+	if err := lim.Succeeded(ctx, addr, login, is.now()); err != nil {
+		is.countLogin(resultError)
+		return nil, errLimiterDown
+	}
+	return u, nil
 }
 
 // expiresIn is the lifetime in whole seconds, as the token's integer iat
@@ -395,19 +357,17 @@ func expiresIn(exp, now time.Time) int64 {
 
 // refreshAccess is POST <prefix>/update/access-token: a new access token for
 // the session of the refresh token.
-func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
+func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
 	run := is.run.Load()
-	tok, e := h.refreshToken(r, rq)
-	if e != nil {
+	tok, err := h.refreshToken(r, rq)
+	if err != nil {
 		is.countRefresh(sessions.ErrUnknown)
-		rq.fail(w, e)
-		return nil
+		return nil, err
 	}
-	uid, hasUID, e := userIDParam(rq)
-	if e != nil {
-		rq.fail(w, e)
-		return nil
+	uid, hasUID, err := userIDParam(rq)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := is.opContext(r)
 	defer cancel()
@@ -417,54 +377,44 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 		s, revs, err := run.shared.store.Find(ctx, p, tok, now)
 		is.ended(revs)
 		if err == nil && s.UserID != uid {
-			rq.fail(w, errUserMismatch)
-			return nil
+			return nil, errUserMismatch
 		}
 	}
 	s, revs, err := run.shared.store.Use(ctx, p, tok, now)
 	is.ended(revs)
 	is.countRefresh(err)
 	if err != nil {
-		is.noteSessionError(err, "use")
-		rq.fail(w, is.sessionError(err))
-		return nil
+		return nil, is.sessionFailed(err, "use")
 	}
 	u, ok := is.userCurrent(s)
 	if !ok { // the user changed since the login: never mint for them
-		if err := is.endStale(ctx, run.shared, s.SID); err != nil {
-			rq.fail(w, is.sessionError(err))
-			return nil
-		}
-		rq.fail(w, is.sessionError(sessions.ErrEnded))
-		return nil
+		return nil, is.refuseStale(ctx, run.shared, s.SID)
 	}
 	at, exp, err := is.mintAccess(run.signer, u, s.SID, now, p.End(s))
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return nil, err
 	}
-	return rq.reply(w, struct {
+	return struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
-	}{at, expiresIn(exp, now)})
+	}{at, expiresIn(exp, now)}, nil
 }
 
 // rotate is POST <prefix>/update/refresh-token: a new refresh token for the
 // family, given its current one and a valid access token of the same
 // session. A rotation retried with the same token within the grace window
 // (its answer was lost) gets the same successor.
-func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
+func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
 	run := is.run.Load()
-	tok, e := h.refreshToken(r, rq)
-	if e != nil {
+	tok, err := h.refreshToken(r, rq)
+	if err != nil {
 		is.countRotation(sessions.ErrUnknown)
-		rq.fail(w, e)
-		return nil
+		return nil, err
 	}
-	uid, hasUID, e := userIDParam(rq)
-	if e != nil {
-		rq.fail(w, e)
-		return nil
+	uid, hasUID, err := userIDParam(rq)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := is.opContext(r)
 	defer cancel()
@@ -475,51 +425,22 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	switch {
 	case errors.Is(err, sessions.ErrReused), storeFailed(err):
 		is.countRotation(err)
-		is.noteSessionError(err, "rotate")
-		rq.fail(w, is.sessionError(err))
-		return nil
+		return nil, is.sessionFailed(err, "rotate")
 	case err == nil && hasUID && s.UserID != uid:
-		rq.fail(w, errUserMismatch)
-		return nil
+		return nil, errUserMismatch
 	}
-	ex, err := extractToken(r, is.self.Sources)
+	sid, err := h.accessSession(r)
 	if err != nil {
-		is.countRotation(sessions.ErrMismatch)
-		if errors.Is(err, ErrConflictingTokens) {
-			rq.fail(w, badRequest("the request carries different access tokens"))
-		} else {
-			rq.fail(w, &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "a valid access token of the session is required (Authorization or access_token header)", session: true})
-		}
-		return nil
+		return nil, err
 	}
-	id, err := is.self.verify(ex.token)
-	if errors.Is(err, ErrRevocationUnavailable) {
-		// the revocation feed is silent: the session may be revoked
-		// elsewhere, so neither refuse nor rotate; the client retries
-		is.countRotation(sessions.ErrUnavailable)
-		rq.fail(w, errRevocationsUnknown)
-		return nil
-	}
-	if err != nil || id.sid == "" {
-		is.countRotation(sessions.ErrMismatch)
-		rq.fail(w, &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "the access token is invalid or expired", session: true})
-		return nil
-	}
-	s, newTok, revs, err := run.shared.store.Rotate(ctx, p, tok, id.sid, now)
+	s, newTok, revs, err := run.shared.store.Rotate(ctx, p, tok, sid, now)
 	is.ended(revs)
 	is.countRotation(err)
 	if err != nil {
-		is.noteSessionError(err, "rotate")
-		rq.fail(w, is.sessionError(err))
-		return nil
+		return nil, is.sessionFailed(err, "rotate")
 	}
 	if _, ok := is.userCurrent(s); !ok {
-		if err := is.endStale(ctx, run.shared, s.SID); err != nil {
-			rq.fail(w, is.sessionError(err))
-			return nil
-		}
-		rq.fail(w, is.sessionError(sessions.ErrEnded))
-		return nil
+		return nil, is.refuseStale(ctx, run.shared, s.SID)
 	}
 	h.setRefreshCookie(w, newTok, p.End(s), now)
 	res := struct {
@@ -529,19 +450,44 @@ func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRe
 	if !isBrowserRequest(r) {
 		res.RefreshToken = newTok
 	}
-	return rq.reply(w, res)
+	return res, nil
+}
+
+// accessSession verifies the access token a rotation must carry and returns
+// its session, or the refusal to answer (counted as the rotation's result).
+func (h *IssuerHandler) accessSession(r *http.Request) (string, error) {
+	is := h.issuer
+	ex, err := extractToken(r, is.self.Sources)
+	if err != nil {
+		is.countRotation(sessions.ErrMismatch)
+		if errors.Is(err, ErrConflictingTokens) {
+			return "", badRequest("the request carries different access tokens")
+		}
+		return "", &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "a valid access token of the session is required (Authorization or access_token header)", session: true}
+	}
+	id, err := is.self.verify(ex.token)
+	if errors.Is(err, ErrRevocationUnavailable) {
+		// the revocation feed is silent: the session may be revoked
+		// elsewhere, so neither refuse nor rotate; the client retries
+		is.countRotation(sessions.ErrUnavailable)
+		return "", errRevocationsUnknown
+	}
+	if err != nil || id.sid == "" {
+		is.countRotation(sessions.ErrMismatch)
+		return "", &endpointError{status: http.StatusUnauthorized, code: "invalid_token", desc: "the access token is invalid or expired", session: true}
+	}
+	return id.sid, nil
 }
 
 // revoke is POST <prefix>/revoke/token: logout. The session of the refresh
 // token ends and the cookie is cleared. As RFC 7009 advises, an unknown
 // token is answered like a known one.
-func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRequest) error {
+func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
 	run := is.run.Load()
-	tok, e := h.refreshToken(r, rq)
-	if e != nil {
-		rq.fail(w, e)
-		return nil
+	tok, err := h.refreshToken(r, rq)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := is.opContext(r)
 	defer cancel()
@@ -550,14 +496,12 @@ func (h *IssuerHandler) revoke(w http.ResponseWriter, r *http.Request, rq *apiRe
 		is.ended([]sessions.Revocation{rev})
 	}
 	if err != nil {
-		is.noteSessionError(err, "revoke")
-		rq.fail(w, is.sessionError(err))
-		return nil
+		return nil, is.sessionFailed(err, "revoke")
 	}
 	h.clearRefreshCookie(w)
-	return rq.reply(w, struct {
+	return struct {
 		Status string `json:"status"`
-	}{"done"})
+	}{"done"}, nil
 }
 
 func (h *IssuerHandler) setRefreshCookie(w http.ResponseWriter, tok string, end, now time.Time) {
@@ -611,7 +555,6 @@ func (h *IssuerHandler) serveJWKS(w http.ResponseWriter, r *http.Request) error 
 var (
 	_ caddy.Provisioner           = (*IssuerHandler)(nil)
 	_ caddy.Validator             = (*IssuerHandler)(nil)
-	_ caddy.CleanerUpper          = (*IssuerHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*IssuerHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*IssuerHandler)(nil)
 )

@@ -27,6 +27,8 @@ type endpointError struct {
 	session bool
 }
 
+func (e *endpointError) Error() string { return e.code + ": " + e.desc }
+
 func badRequest(desc string) *endpointError {
 	return &endpointError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
 }
@@ -144,7 +146,7 @@ func objectMembers(raw []byte) (map[string]json.RawMessage, *endpointError) {
 }
 
 // stringParam reads a required string parameter.
-func (rq *apiRequest) stringParam(name string) (string, *endpointError) {
+func (rq *apiRequest) stringParam(name string) (string, error) {
 	raw, ok := rq.params[name]
 	if !ok || string(raw) == "null" {
 		return "", badRequest(name + " is required")
@@ -268,4 +270,76 @@ func (e *endpointError) rpcError() *rpcError {
 		Name: name, Message: e.desc, Arguments: []string{e.desc},
 		Error: e.code, ErrorDescription: e.desc, HTTPStatus: e.status,
 	}}
+}
+
+// isBrowserRequest reports whether a browser sent r: browsers add
+// Sec-Fetch-Site or Origin. Browsers get the refresh token only as the
+// HttpOnly cookie, never in a body that scripts could read.
+func isBrowserRequest(r *http.Request) bool {
+	_, site := r.Header["Sec-Fetch-Site"]
+	_, origin := r.Header["Origin"]
+	return site || origin
+}
+
+// refreshToken finds the request's refresh token: a refreshToken header or
+// body field (which must agree), else the refresh cookie. A token the
+// cookie carried, which a browser attaches by itself, is only accepted from
+// a same-origin request (as jwt_auth's cookie mode).
+func (h *IssuerHandler) refreshToken(r *http.Request, rq *apiRequest) (string, error) {
+	tok, fromCookie, err := h.findRefreshToken(r, rq)
+	if err == nil && fromCookie && h.cop.Check(r) != nil {
+		return "", errCrossOriginRefused
+	}
+	return tok, err
+}
+
+func (h *IssuerHandler) findRefreshToken(r *http.Request, rq *apiRequest) (tok string, fromCookie bool, err error) {
+	conflict := badRequest("the request carries different refresh tokens")
+	for _, v := range r.Header.Values("refreshToken") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if tok != "" && tok != v {
+			return "", false, conflict
+		}
+		tok = v
+	}
+	if raw, ok := rq.params["refreshToken"]; ok && string(raw) != "null" {
+		v, ok := decodeString(raw)
+		if !ok {
+			return "", false, badRequest("refreshToken must be a string")
+		}
+		if v != "" {
+			if tok != "" && tok != v {
+				return "", false, conflict
+			}
+			tok = v
+		}
+	}
+	if tok != "" {
+		return tok, false, nil
+	}
+	for _, c := range r.CookiesNamed(h.issuer.cookie.Name) {
+		if c.Value != "" {
+			return c.Value, true, nil
+		}
+	}
+	return "", false, errNoRefreshToken
+}
+
+// userIDParam reads the optional user_id parameter, a number or a string,
+// which must then be the session's.
+func userIDParam(rq *apiRequest) (string, bool, error) {
+	raw, ok := rq.params["user_id"]
+	if !ok || string(raw) == "null" {
+		return "", false, nil
+	}
+	switch {
+	case len(raw) > 0 && raw[0] == '"':
+		given, _ := decodeString(raw)
+		return given, true, nil
+	case isScalar(raw):
+		return string(raw), true, nil
+	}
+	return "", false, badRequest("user_id must be a number or a string")
 }
