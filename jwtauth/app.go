@@ -7,8 +7,9 @@ package jwtauth
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +66,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	for _, name := range sortedKeys(a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(a.Issuers)) {
 		if err := a.Issuers[name].provision(ctx, name, a); err != nil {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
@@ -81,7 +82,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	cookieOwner := make(map[string]string) // identity cookie name -> validator
-	for _, name := range sortedKeys(a.Validators) {
+	for _, name := range slices.Sorted(maps.Keys(a.Validators)) {
 		v := a.Validators[name]
 		if v == nil {
 			return fmt.Errorf("validator %q: empty", name)
@@ -155,7 +156,7 @@ func (a *App) Start() error {
 		}
 		a.cookieKey.set(key)
 	}
-	for _, name := range sortedKeys(a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(a.Issuers)) {
 		if err := a.Issuers[name].start(); err != nil {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
@@ -226,15 +227,6 @@ func (a *App) issuer(name string) (*Issuer, error) {
 		return nil, fmt.Errorf("no issuer named %q in the jwtauth app", name)
 	}
 	return is, nil
-}
-
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Interface guards

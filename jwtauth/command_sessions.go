@@ -18,10 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	jwtauthSubcommands = append(jwtauthSubcommands, sessionsCommand)
-}
-
 func sessionsCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sessions list|revoke",

@@ -14,10 +14,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	jwtauthSubcommands = append(jwtauthSubcommands, tokenCommand)
-}
-
 func tokenCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "token --issuer-dir <dir> --sub <sub> [--claim <k=v>]... [--ttl <duration>]",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -495,7 +496,7 @@ func (is *Issuer) validate() error {
 			return errors.New("audience must not be empty")
 		}
 	}
-	if !contains(issuerAlgorithms, is.Algorithm) {
+	if !slices.Contains(issuerAlgorithms, is.Algorithm) {
 		return fmt.Errorf("algorithm %q: must be one of %s", is.Algorithm, strings.Join(issuerAlgorithms, ", "))
 	}
 	switch {
