@@ -230,6 +230,18 @@ func (is *Issuer) opContext(r *http.Request) (context.Context, context.CancelFun
 	return r.Context(), func() {}
 }
 
+// sessionParams reads what a refresh or a rotation carries: the refresh
+// token, counted by count as a refused one when missing or refused, and the
+// optional user_id.
+func (h *IssuerHandler) sessionParams(r *http.Request, rq *apiRequest, count func(error)) (tok, uid string, hasUID bool, err error) {
+	if tok, err = h.refreshToken(r, rq); err != nil {
+		count(sessions.ErrUnknown)
+		return "", "", false, err
+	}
+	uid, hasUID, err = userIDParam(rq)
+	return tok, uid, hasUID, err
+}
+
 // refuseStale ends session sid, whose user changed since the login, and
 // returns the refusal to answer: the session's end, or the store's failure.
 func (is *Issuer) refuseStale(ctx context.Context, ss *sharedStore, sid string) error {
@@ -360,12 +372,7 @@ func expiresIn(exp, now time.Time) int64 {
 func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
 	run := is.run.Load()
-	tok, err := h.refreshToken(r, rq)
-	if err != nil {
-		is.countRefresh(sessions.ErrUnknown)
-		return nil, err
-	}
-	uid, hasUID, err := userIDParam(rq)
+	tok, uid, hasUID, err := h.sessionParams(r, rq, is.countRefresh)
 	if err != nil {
 		return nil, err
 	}
@@ -407,12 +414,7 @@ func (h *IssuerHandler) refreshAccess(w http.ResponseWriter, r *http.Request, rq
 func (h *IssuerHandler) rotate(w http.ResponseWriter, r *http.Request, rq *apiRequest) (any, error) {
 	is := h.issuer
 	run := is.run.Load()
-	tok, err := h.refreshToken(r, rq)
-	if err != nil {
-		is.countRotation(sessions.ErrUnknown)
-		return nil, err
-	}
-	uid, hasUID, err := userIDParam(rq)
+	tok, uid, hasUID, err := h.sessionParams(r, rq, is.countRotation)
 	if err != nil {
 		return nil, err
 	}
