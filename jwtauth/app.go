@@ -1,7 +1,3 @@
-// Package jwtauth implements the caddy-jwtauth modules: the jwtauth app,
-// which holds named validators and issuers, the jwt_auth handler, which
-// enforces validators on routes, and the jwt_issuer handler, which issues the
-// tokens.
 package jwtauth
 
 import (
