@@ -61,8 +61,8 @@
 //   - issuer_keys.go: signing keys, issuer.json, access-token minting.
 //   - issuer_sessions.go, issuer_store.go, issuer_backends.go: sessions and
 //     the store that keeps them (store_dir or Redis), shared across reloads.
-//   - issuer_revocation.go: the deny-list and what bound validators ask the
-//     issuer (localIssuer).
+//   - issuer_revocation.go: the deny-list, and the Issuer's side of
+//     localIssuer (declared in verify.go), which bound validators ask.
 //   - issuer_limit.go: the login limiter; issuer_errlog.go: rate-limited
 //     store-failure logs; audit.go: the security audit log; metrics.go:
 //     Prometheus metrics.

@@ -1,9 +1,16 @@
 package jwtauth
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 // TestIssuerRequestErrors covers the protocol errors of the endpoints.
@@ -110,4 +117,40 @@ func TestIssuerUserIDMustMatch(t *testing.T) {
 	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":"8"}`, header: hdr}).expect(t, 401, "invalid_grant")
 	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":{}}`, header: hdr}).expect(t, 400, "invalid_request")
 	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":7}`, header: hdr}).expect(t, 200, "")
+}
+
+// TestIssuerAnswerError maps each kind of endpoint error to its answer in
+// the one place that does: an endpoint error as it is, a session refusal
+// 401, a failed store 503, anything else a 500 for Caddy's error handling.
+func TestIssuerAnswerError(t *testing.T) {
+	h := &IssuerHandler{issuer: new(Issuer)}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"endpoint error", errBadCredentials, http.StatusUnauthorized, "invalid_grant"},
+		{"wrapped endpoint error", fmt.Errorf("login: %w", errLimiterDown), http.StatusServiceUnavailable, "temporarily_unavailable"},
+		{"session refused", sessionFailure{sessions.ErrReused}, http.StatusUnauthorized, "invalid_grant"},
+		{"session unknown", sessionFailure{sessions.ErrUnknown}, http.StatusUnauthorized, "invalid_grant"},
+		{"store failed", sessionFailure{errors.New("disk full")}, http.StatusServiceUnavailable, "temporarily_unavailable"},
+		{"not started", sessionFailure{errNotStarted}, http.StatusServiceUnavailable, "temporarily_unavailable"},
+	} {
+		w := httptest.NewRecorder()
+		if err := h.answerError(w, new(apiRequest), tc.err); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var body map[string]string
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != tc.status || body["error"] != tc.code {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, w.Code, body["error"], tc.status, tc.code)
+		}
+	}
+	w := httptest.NewRecorder()
+	err := h.answerError(w, new(apiRequest), errors.New("signing failed"))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusInternalServerError || w.Body.Len() != 0 {
+		t.Fatalf("other error: %v, body %q; want a 500 HandlerError and nothing written", err, w.Body.String())
+	}
 }
