@@ -99,6 +99,17 @@ func TestDirectiveOrder(t *testing.T) {
 	jwt_auth api
 }
 `
+	order := adaptedHandlers(t, cf)
+	want := []string{"jwt_auth", "authentication", "static_response"}
+	if strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Fatalf("handler order %v, want %v", order, want)
+	}
+}
+
+// adaptedHandlers adapts the Caddyfile cf and lists the handlers of its
+// routes, in order.
+func adaptedHandlers(t *testing.T, cf string) []string {
+	t.Helper()
 	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,10 +138,7 @@ func TestDirectiveOrder(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"jwt_auth", "authentication", "static_response"}
-	if strings.Join(order, ",") != strings.Join(want, ",") {
-		t.Fatalf("handler order %v, want %v", order, want)
-	}
+	return order
 }
 
 // validatorCaddyfile wraps validator options in a complete Caddyfile; the

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -189,23 +188,11 @@ func e2eDo(t *testing.T, c *http.Client, method, path string, headers ...string)
 	if !strings.HasPrefix(path, "http") {
 		path = e2eSite + path
 	}
-	req, err := http.NewRequest(method, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
-	}
-	res, err := c.Do(req)
+	res, b, err := e2eSend(c, method, path, "", headers...)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, string(b)
+	return res, b
 }
 
 func e2eExpect(t *testing.T, c *http.Client, want int, method, path string, headers ...string) (*http.Response, string) {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -238,25 +237,13 @@ var ce2eClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transpo
 // do sends a request; headers alternate name and value. Transport errors
 // are returned in the result, not fatal: a killed node gives them.
 func (n *ce2eNode) do(method, path, body string, headers ...string) ce2eRes {
-	req, err := http.NewRequest(method, n.url+path, strings.NewReader(body))
-	if err != nil {
+	res, b, err := e2eSend(ce2eClient, method, n.url+path, body, headers...)
+	if res == nil {
 		return ce2eRes{err: err}
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := ce2eClient.Do(req)
-	if err != nil {
-		return ce2eRes{err: err}
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	r := ce2eRes{status: res.StatusCode, header: res.Header, body: string(b), err: err}
+	r := ce2eRes{status: res.StatusCode, header: res.Header, body: b, err: err}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
-		_ = json.Unmarshal(b, &r.json)
+		_ = json.Unmarshal([]byte(b), &r.json)
 	}
 	return r
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -91,30 +90,11 @@ func newQuickstartClient(t *testing.T) *quickstartClient {
 // do sends one request; headers alternate name, value.
 func (q *quickstartClient) do(method, path, body string, headers ...string) (*http.Response, string) {
 	q.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, quickstartBase+path, rd)
-	if err != nil {
-		q.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := q.c.Do(req)
+	res, b, err := e2eSend(q.c, method, quickstartBase+path, body, headers...)
 	if err != nil {
 		q.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		q.t.Fatal(err)
-	}
-	return res, string(b)
+	return res, b
 }
 
 func (q *quickstartClient) expect(want int, method, path, body string, headers ...string) (*http.Response, string) {

@@ -1,13 +1,11 @@
 package caddyfile_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -31,35 +29,7 @@ func TestRateLimitOrder(t *testing.T) {
 	handlers := func(globals string) string {
 		t.Helper()
 		cf := "{\n" + globals + "\tjwtauth {\n\t\tissuer demo {\n\t\t\tusers_file users.json\n\t\t}\n\t}\n}\n:8080 {\n\tjwt_issuer demo\n\trate_limit\n\trespond 404\n}\n"
-		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cfg struct {
-			Apps struct {
-				HTTP struct {
-					Servers map[string]struct {
-						Routes []struct {
-							Handle []struct {
-								Handler string `json:"handler"`
-							} `json:"handle"`
-						} `json:"routes"`
-					} `json:"servers"`
-				} `json:"http"`
-			} `json:"apps"`
-		}
-		if err := json.Unmarshal(out, &cfg); err != nil {
-			t.Fatal(err)
-		}
-		var order []string
-		for _, srv := range cfg.Apps.HTTP.Servers {
-			for _, r := range srv.Routes {
-				for _, h := range r.Handle {
-					order = append(order, h.Handler)
-				}
-			}
-		}
-		return strings.Join(order, ",")
+		return strings.Join(adaptedHandlers(t, cf), ",")
 	}
 	if got := handlers(""); got != "jwt_issuer,vars,static_response" {
 		t.Fatalf("without an order, handlers %s (the README's advice may no longer be needed)", got)

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +116,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeAPIJSON(w, struct {
 			Issuers []string `json:"issuers"`
-		}{sortedKeys(app.Issuers)})
+		}{slices.Sorted(maps.Keys(app.Issuers))})
 	case len(parts) < 3 || parts[2] != "sessions" || len(parts) > 4:
 		return apiError(http.StatusNotFound, "resource not found: %s", r.URL.Path)
 	}

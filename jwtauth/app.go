@@ -1,14 +1,11 @@
-// Package jwtauth implements the caddy-jwtauth modules: the jwtauth app,
-// which holds named validators and issuers, the jwt_auth handler, which
-// enforces validators on routes, and the jwt_issuer handler, which issues the
-// tokens.
 package jwtauth
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +62,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	for _, name := range sortedKeys(a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(a.Issuers)) {
 		if err := a.Issuers[name].provision(ctx, name, a); err != nil {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
@@ -81,7 +78,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	cookieOwner := make(map[string]string) // identity cookie name -> validator
-	for _, name := range sortedKeys(a.Validators) {
+	for _, name := range slices.Sorted(maps.Keys(a.Validators)) {
 		v := a.Validators[name]
 		if v == nil {
 			return fmt.Errorf("validator %q: empty", name)
@@ -155,7 +152,7 @@ func (a *App) Start() error {
 		}
 		a.cookieKey.set(key)
 	}
-	for _, name := range sortedKeys(a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(a.Issuers)) {
 		if err := a.Issuers[name].start(); err != nil {
 			return fmt.Errorf("issuer %q: %w", name, err)
 		}
@@ -231,15 +228,6 @@ func (a *App) issuer(name string) (*Issuer, error) {
 		return nil, fmt.Errorf("no issuer named %q in the jwtauth app", name)
 	}
 	return is, nil
-}
-
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Interface guards

@@ -276,9 +276,6 @@ func stringOrStrings(raw []byte) bool {
 	return true
 }
 
-// contains is slices.Contains for the issuer's files, which still call it.
-func contains(list []string, s string) bool { return slices.Contains(list, s) }
-
 // isScalar reports whether raw is a JSON string or number.
 func isScalar(raw []byte) bool {
 	return len(raw) > 0 && raw[0] != '{' && raw[0] != '[' && string(raw) != "null" && string(raw) != "true" && string(raw) != "false"

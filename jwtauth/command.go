@@ -56,17 +56,10 @@ The sessions commands talk to a running Caddy through its admin API (as
 'caddy reload' does), so they work while Caddy holds the session store.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(userCommand())
-			for _, sub := range jwtauthSubcommands {
-				cmd.AddCommand(sub())
-			}
+			cmd.AddCommand(userCommand(), sessionsCommand(), tokenCommand())
 		},
 	})
 }
-
-// jwtauthSubcommands holds the builders of further `caddy jwtauth`
-// subcommands, added from their own files' init.
-var jwtauthSubcommands []func() *cobra.Command
 
 func userCommand() *cobra.Command {
 	user := &cobra.Command{

@@ -18,10 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	jwtauthSubcommands = append(jwtauthSubcommands, sessionsCommand)
-}
-
 func sessionsCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sessions list|revoke",
@@ -120,17 +116,7 @@ func cmdSessionsList(fl caddycmd.Flags) (int, error) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ISSUER\tSID\tLOGIN\tUSER_ID\tCREATED\tLAST_USED\tEXPIRES\tGEN")
 	for _, name := range issuers {
-		var res struct {
-			Sessions []struct {
-				SID        string          `json:"sid"`
-				Login      string          `json:"login"`
-				UserID     json.RawMessage `json:"user_id"`
-				Created    time.Time       `json:"created"`
-				LastUsed   time.Time       `json:"last_used"`
-				Expires    time.Time       `json:"expires"`
-				Generation uint64          `json:"generation"`
-			} `json:"sessions"`
-		}
+		var res sessionsListing
 		if err := adminCall(fl, http.MethodGet, issuerPath(name)+q, &res); err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
@@ -147,6 +133,22 @@ func cmdSessionsList(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// sessionsListing is the admin API's answer to a sessions listing
+// (adminSessions), as the client reads it: user_id stays raw JSON, a
+// number or a string, as the users file holds it.
+type sessionsListing struct {
+	Issuer   string `json:"issuer"`
+	Sessions []struct {
+		SID        string          `json:"sid"`
+		Login      string          `json:"login"`
+		UserID     json.RawMessage `json:"user_id"`
+		Created    time.Time       `json:"created"`
+		LastUsed   time.Time       `json:"last_used"`
+		Expires    time.Time       `json:"expires"`
+		Generation uint64          `json:"generation"`
+	} `json:"sessions"`
 }
 
 // cmdSessionsRevoke implements `caddy jwtauth sessions revoke`.

@@ -1,18 +1,18 @@
 package jwtauth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
-
-func init() {
-	jwtauthSubcommands = append(jwtauthSubcommands, tokenCommand)
-}
 
 func tokenCommand() *cobra.Command {
 	c := &cobra.Command{
@@ -74,4 +74,76 @@ func cmdToken(fl caddycmd.Flags) (int, error) {
 	}
 	fmt.Fprintln(os.Stdout, token)
 	return caddy.ExitCodeSuccess, nil
+}
+
+// mintFromIssuerDir mints an access token as the issuer whose store_dir is
+// dir would, from its signing key and issuer.json. It serves `caddy jwtauth
+// token`: the token has no sid, so it belongs to no session and cannot be
+// revoked; it lives until exp. user_id defaults to sub (a number when sub is
+// an integer) and may be set in extra; any other registered claim in extra
+// is refused. ttl 0 means the issuer's access_ttl.
+func mintFromIssuerDir(dir, sub string, extra map[string]any, ttl time.Duration) (string, error) {
+	if sub == "" {
+		return "", errors.New("sub is required")
+	}
+	if ttl < 0 {
+		return "", errors.New("ttl must not be negative")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, issuerMetaFile))
+	if err != nil {
+		return "", fmt.Errorf("%w (has the issuer started once with this store_dir?)", err)
+	}
+	var m issuerMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Join(dir, issuerMetaFile), err)
+	}
+	if m.Iss == "" || len(m.Audience) == 0 {
+		return "", fmt.Errorf("%s: iss and audience are required", filepath.Join(dir, issuerMetaFile))
+	}
+	keyPath := filepath.Join(dir, signingKeyFile)
+	if m.KeyFile != "" {
+		keyPath = m.KeyFile
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return "", err
+	}
+	key, err := parseSigningKey(keyPEM, keyPath)
+	if err != nil {
+		return "", err
+	}
+	s, err := newSigner(m.Algorithm, key, keyPath)
+	if err != nil {
+		return "", err
+	}
+	if m.KID != "" && m.KID != s.kid {
+		return "", fmt.Errorf("%s does not match the kid in %s", keyPath, issuerMetaFile)
+	}
+	if ttl == 0 {
+		if ttl, err = time.ParseDuration(m.AccessTTL); err != nil || ttl <= 0 {
+			return "", fmt.Errorf("%s: bad access_ttl %q", issuerMetaFile, m.AccessTTL)
+		}
+	}
+	var userID any = sub
+	if n, err := strconv.ParseInt(sub, 10, 64); err == nil {
+		userID = n
+	}
+	rest := make(map[string]any, len(extra))
+	for k, v := range extra {
+		if k == "user_id" {
+			userID = v
+			continue
+		}
+		if isReservedClaim(k) {
+			return "", fmt.Errorf("claim %q is set by the issuer", k)
+		}
+		rest[k] = v
+	}
+	jti, err := randomID(16)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	c := accessTokenClaims(m.Iss, m.Audience, sub, userID, "", now, now.Add(ttl), jti, "", rest)
+	return s.sign(c)
 }

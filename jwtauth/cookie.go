@@ -263,6 +263,11 @@ func readKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkKey(path, key)
+}
+
+// checkKey refuses a generated key that is too short.
+func checkKey(path string, key []byte) ([]byte, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
 	}
@@ -273,23 +278,15 @@ func readKeyFile(path string) ([]byte, error) {
 // 0700 directory) on first use. Creation is exclusive, so two processes
 // starting together agree on one key.
 func loadOrCreateKey(path string) ([]byte, error) {
-	key, err := readKeyFile(path)
-	if err != nil || key != nil {
-		return key, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	key = make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	// fails if another process created the key first: use theirs
-	if err := createFileExclusive(path, key, 0o600); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return loadOrCreateKey(path)
+	parse := func(key []byte) ([]byte, error) { return checkKey(path, key) }
+	return loadOrCreateFile(path, parse, func() ([]byte, []byte, error) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, nil, err
 		}
-		return nil, err
-	}
-	return key, nil
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, nil, err
+		}
+		return key, key, nil
+	})
 }

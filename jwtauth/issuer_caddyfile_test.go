@@ -117,6 +117,8 @@ func TestIssuerCaddyfileErrors(t *testing.T) {
 		{"issuer x {\n\trefresh_cookie a b\n}", "Testfile:2 refresh_cookie: unexpected argument"},
 		{"issuer x {\n\trefresh_cookie {\n\t\tsame_site loose\n\t}\n}", "Testfile:3"},
 		{"issuer x {\n\trefresh_cookie {\n\t\tdomain a\n\t}\n}", "Testfile:3 unrecognized refresh_cookie option \"domain\""},
+		{"issuer x {\n\trefresh_cookie {\n\t\tsame_site lax\n\t\tsame_site none\n\t}\n}", "Testfile:4 refresh_cookie: same_site given twice"},
+		{"issuer x {\n\tusers_file a\n\tusers_file b\n}", "Testfile:3 issuer: users_file given twice"},
 		{"issuer {\n}", "a name is required"},
 	} {
 		d := caddyfile.NewTestDispenser(tc.in)
@@ -132,6 +134,26 @@ func TestIssuerCaddyfileErrors(t *testing.T) {
 		if !itErrMatches(err, tc.want) {
 			t.Errorf("%q: error %q, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// TestIssuerCaddyfileLists accumulates the list options when repeated, as
+// in a validator block.
+func TestIssuerCaddyfileLists(t *testing.T) {
+	d := caddyfile.NewTestDispenser("issuer x {\n\taudience a b\n\taudience c\n\tstore redis {\n\t\taddress h:1\n\t\taddress h:2\n\t}\n}")
+	d.Next()
+	if _, err := blockName(d); err != nil {
+		t.Fatal(err)
+	}
+	var is Issuer
+	if err := is.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(is.Audience, ","); got != "a,b,c" {
+		t.Errorf("audience %q, want a,b,c", got)
+	}
+	if is.Store == nil || is.Store.Redis == nil || strings.Join(is.Store.Redis.Addresses, ",") != "h:1,h:2" {
+		t.Errorf("store %+v", is.Store)
 	}
 }
 
@@ -154,6 +176,7 @@ func TestIssuerHandlerCaddyfile(t *testing.T) {
 		{"jwt_issuer a {\n\tpath_prefix\n}", "Testfile:2 path_prefix: expected one argument"},
 		{"jwt_issuer a {\n\tpath_prefix /a\n\tpath_prefix /b\n}", "Testfile:3 jwt_issuer: path_prefix given twice"},
 		{"jwt_issuer a {\n\tconsole on\n}", "Testfile:2 console: unexpected argument"},
+		{"jwt_issuer a {\n\tconsole\n\tconsole\n}", "Testfile:3 jwt_issuer: console given twice"},
 		{"jwt_issuer a {\n\tprefix /a\n}", `Testfile:2 unrecognized jwt_issuer option "prefix"`},
 	} {
 		var h IssuerHandler

@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +69,7 @@ type signer struct {
 // verification key and, for asymmetric keys, the JWK Set.
 func newSigner(algorithm string, key any, source string) (*signer, error) {
 	alg := lookupAlg(algorithm)
-	if alg == nil || !contains(issuerAlgorithms, algorithm) {
+	if alg == nil || !slices.Contains(issuerAlgorithms, algorithm) {
 		return nil, fmt.Errorf("algorithm %q: must be one of %s", algorithm, strings.Join(issuerAlgorithms, ", "))
 	}
 	var pub any
@@ -253,33 +254,21 @@ func readSigningKey(dir string) (any, error) {
 // with a message naming the file.
 func loadOrCreateSigningKey(dir, algorithm string) (any, error) {
 	path := filepath.Join(dir, signingKeyFile)
-	data, err := os.ReadFile(path)
-	if err == nil {
-		if fi, serr := os.Stat(path); serr == nil && fi.Mode().Perm()&0o077 != 0 {
+	return loadOrCreateFile(path, func(data []byte) (any, error) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			if err := os.Chmod(path, 0o600); err != nil {
 				return nil, fmt.Errorf("%s is readable by other users and cannot be restricted: %w", path, err)
 			}
 		}
 		return parseSigningKey(data, path)
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	key, err := generateSigningKey(algorithm)
-	if err != nil {
-		return nil, err
-	}
-	pemBytes, err := encodeSigningKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := createFileExclusive(path, pemBytes, 0o600); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return loadOrCreateSigningKey(dir, algorithm)
+	}, func() ([]byte, any, error) {
+		key, err := generateSigningKey(algorithm)
+		if err != nil {
+			return nil, nil, err
 		}
-		return nil, err
-	}
-	return key, nil
+		pemBytes, err := encodeSigningKey(key)
+		return pemBytes, key, err
+	})
 }
 
 // issuerMeta is issuer.json: what `caddy jwtauth token` needs to mint a
@@ -345,4 +334,20 @@ func randomID(n int) (string, error) {
 		return "", err
 	}
 	return b64.EncodeToString(b), nil
+}
+
+// mintAccess signs an access token for u in session sid. Its exp never
+// passes the session's end.
+func (is *Issuer) mintAccess(sg *signer, u *issuerUser, sid string, now, sessionEnd time.Time) (string, time.Time, error) {
+	exp := now.Add(is.accessTTL)
+	if sessionEnd.Before(exp) {
+		exp = sessionEnd
+	}
+	jti, err := randomID(16)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	c := accessTokenClaims(is.Iss, is.Audience, u.userID.String(), u.userID, u.login, now, exp, jti, sid, u.claims)
+	tok, err := sg.sign(c)
+	return tok, exp.Truncate(time.Second), err
 }

@@ -151,3 +151,47 @@ func (d *denyList) denied(sid string, iat, now int64) bool {
 
 // len returns the number of entries, expired ones included until pruned.
 func (d *denyList) len() int { return int(d.n.Load()) }
+
+// verificationKeys implements localIssuer.
+func (is *Issuer) verificationKeys() *keySet { return is.keys.Load() }
+
+// signingAlgs implements localIssuer.
+func (is *Issuer) signingAlgs() algSet {
+	if a := lookupAlg(is.Algorithm); a != nil {
+		return 1 << a.bit
+	}
+	return 0
+}
+
+// issuerClaim implements localIssuer.
+func (is *Issuer) issuerClaim() string { return is.Iss }
+
+// issuedAudiences implements localIssuer.
+func (is *Issuer) issuedAudiences() []string { return is.Audience }
+
+// revoked implements localIssuer: with revoke_access_tokens, the access
+// tokens of session sid issued at iat (Unix seconds) are refused if the
+// deny-list holds sid or a floor covers iat, and cannot be judged before
+// start or while a shared store's feed is silent. It is a few atomic loads
+// and at most one map lookup; it never allocates.
+func (is *Issuer) revoked(sid string, iat int64, now time.Time) revocationState {
+	if !is.RevokeAccessTokens {
+		return notRevoked
+	}
+	run := is.run.Load()
+	if run == nil {
+		return revocationUnknown
+	}
+	n := now.UnixNano()
+	if run.shared.stale(n, is.maxStaleness) {
+		return revocationUnknown
+	}
+	if run.shared.deny.denied(sid, iat, n) {
+		return sessionRevoked
+	}
+	return notRevoked
+}
+
+// revocationRetry is the Retry-After of a 503 for a token whose revocation
+// cannot be checked.
+func (is *Issuer) revocationRetry() time.Duration { return max(is.maxStaleness, time.Second) }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
@@ -318,98 +317,6 @@ func (ss *sharedStore) Reset(at time.Time) {
 // maxStale.
 func (ss *sharedStore) stale(now int64, maxStale time.Duration) bool {
 	return ss.feed && now-ss.heard.Load() > int64(maxStale)
-}
-
-// unmarshalCaddyfile reads `store redis { ... }`; the dispenser is on
-// "store".
-func (st *SessionStore) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.Err("store: expected a backend: store redis { address HOST:PORT }")
-	}
-	if kind := d.Val(); kind != "redis" {
-		return d.Errf("store: unknown backend %q; expected redis (without store, sessions live in store_dir)", kind)
-	}
-	if d.NextArg() {
-		return d.Errf("store redis: unexpected argument %q; options go in a block", d.Val())
-	}
-	rs := new(RedisStore)
-	seen := make(map[string]bool)
-	for n := d.Nesting(); d.NextBlock(n); {
-		opt := d.Val()
-		if seen[opt] && opt != "address" {
-			return d.Errf("store redis: %s given twice", opt)
-		}
-		seen[opt] = true
-		var err error
-		switch opt {
-		case "address":
-			var a string
-			if err = oneArg(d, &a); err == nil {
-				rs.Addresses = append(rs.Addresses, a)
-			}
-		case "username":
-			err = oneArg(d, &rs.Username)
-		case "password":
-			err = oneArg(d, &rs.Password)
-		case "db":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				n, aerr := strconv.Atoi(s)
-				if aerr != nil || n < 0 {
-					return d.Errf("db: %q is not a non-negative integer", s)
-				}
-				rs.DB = n
-			}
-		case "tls":
-			if d.NextArg() {
-				return d.Errf("tls: unexpected argument %q; options go in a block", d.Val())
-			}
-			rs.TLS = new(RedisTLS)
-			err = rs.TLS.unmarshalCaddyfile(d)
-		case "sentinel":
-			err = oneArg(d, &rs.Sentinel)
-		case "key_prefix":
-			err = oneArg(d, &rs.KeyPrefix)
-		case "timeout":
-			if err = durationArg(d, &rs.Timeout); err == nil && rs.Timeout == 0 {
-				err = d.Err("timeout: must be positive")
-			}
-		default:
-			return d.Errf("unrecognized store redis option %q", opt)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if len(rs.Addresses) == 0 {
-		return d.Err("store redis: at least one address is required")
-	}
-	st.Redis = rs
-	return nil
-}
-
-func (t *RedisTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	seen := make(map[string]bool)
-	for n := d.Nesting(); d.NextBlock(n); {
-		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("tls: %s given twice", opt)
-		}
-		seen[opt] = true
-		var err error
-		switch opt {
-		case "ca_file":
-			err = oneArg(d, &t.CAFile)
-		case "server_name":
-			err = oneArg(d, &t.ServerName)
-		default:
-			return d.Errf("unrecognized tls option %q", opt)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Interface guards

@@ -3,6 +3,8 @@ package jwtauth
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -166,7 +168,7 @@ type sessionsCollector struct{ a *App }
 func (c sessionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sessionsDesc }
 
 func (c sessionsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range sortedKeys(c.a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(c.a.Issuers)) {
 		is := c.a.Issuers[name]
 		if is == nil {
 			continue

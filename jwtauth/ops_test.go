@@ -342,7 +342,7 @@ func TestAdminAPISessions(t *testing.T) {
 			t.Fatal("the listing holds a token hash")
 		}
 	}
-	var list adminSessionsJSON
+	var list sessionsListing
 	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil {
 		t.Fatal(err)
 	}
@@ -426,19 +426,6 @@ func TestAdminAPISessions(t *testing.T) {
 	if n := len(entries(logs, "admin revocation")); n != 3 {
 		t.Fatalf("%d admin revocation lines, want 3", n)
 	}
-}
-
-type adminSessionsJSON struct {
-	Issuer   string `json:"issuer"`
-	Sessions []struct {
-		SID        string          `json:"sid"`
-		Login      string          `json:"login"`
-		UserID     json.RawMessage `json:"user_id"`
-		Created    time.Time       `json:"created"`
-		LastUsed   time.Time       `json:"last_used"`
-		Expires    time.Time       `json:"expires"`
-		Generation uint64          `json:"generation"`
-	} `json:"sessions"`
 }
 
 // TestAuditLog runs every audited event and checks its line: level,

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -303,7 +305,7 @@ func (a *App) startOps() error {
 	if err := a.startMetrics(); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	for _, name := range sortedKeys(a.Issuers) {
+	for _, name := range slices.Sorted(maps.Keys(a.Issuers)) {
 		if is := a.Issuers[name]; is != nil {
 			is.startWatcher()
 		}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -810,5 +811,140 @@ func TestVerifyIgnoresKeyHeaders(t *testing.T) {
 	vtRun(t, v, cases)
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("a URL from a token header was fetched %d times", n)
+	}
+}
+
+// TestProvisionErrors checks that Caddy refuses an unsafe or broken
+// validator and that the error names the validator and what is wrong.
+func TestProvisionErrors(t *testing.T) {
+	ktKeys(t)
+	dir := t.TempDir()
+	rsaPEM := writePEM(t, rsaKey.Public())
+	privDER, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	jwksPath := func(body string) string {
+		p := filepath.Join(t.TempDir(), "jwks.json")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv("JWTAUTH_TEST_SECRET", testSecret)
+	t.Setenv("JWTAUTH_TEST_SHORT", "short")
+	os.Unsetenv("JWTAUTH_TEST_UNSET_VAR")
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	base := func(mod func(v *Validator)) *Validator {
+		v := hsValidator()
+		mod(v)
+		return v
+	}
+	rsaV := func(mod func(v *Validator)) *Validator {
+		v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, PublicKeyFiles: []PublicKeyFile{{Path: rsaPEM}}}
+		mod(v)
+		return v
+	}
+	cases := []struct {
+		name string
+		v    *Validator
+		want []string // substrings of the error; nil: provisions
+	}{
+		// secrets
+		{"HS256 31 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 31) }), []string{"31 bytes", "32", "HS256"}},
+		{"HS256 32 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 32); v.Algorithms = []string{"HS256"} }), nil},
+		{"HS384 47 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 47); v.Algorithms = []string{"HS384"} }), []string{"47 bytes", "48", "HS384"}},
+		{"HS384 48 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 48); v.Algorithms = []string{"HS384"} }), nil},
+		{"HS512 63 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 63); v.Algorithms = []string{"HS512"} }), []string{"63 bytes", "64", "HS512"}},
+		{"HS512 64 bytes", base(func(v *Validator) { v.Secret = strings.Repeat("s", 64); v.Algorithms = []string{"HS512"} }), nil},
+		{"HS256+HS512 with 32 bytes", base(func(v *Validator) { v.Algorithms = []string{"HS256", "HS512"} }), []string{"64", "HS512"}},
+		{"env secret", base(func(v *Validator) { v.Secret = "{env.JWTAUTH_TEST_SECRET}" }), nil},
+		{"env secret too short", base(func(v *Validator) { v.Secret = "{env.JWTAUTH_TEST_SHORT}" }), []string{"5 bytes", "32"}},
+		{"env secret unset", base(func(v *Validator) { v.Secret = "{env.JWTAUTH_TEST_UNSET_VAR}" }), []string{"secret", "JWTAUTH_TEST_UNSET_VAR", "empty"}},
+		{"file secret", base(func(v *Validator) { v.Secret = "{file." + secretFile + "}" }), nil},
+		{"file secret missing", base(func(v *Validator) { v.Secret = "{file." + filepath.Join(dir, "nope") + "}" }), []string{"secret", "nope"}},
+		{"unknown placeholder", base(func(v *Validator) { v.Secret = "{nope.x}" + testSecret }), []string{"secret", "nope.x"}},
+		// algorithms
+		{"unknown algorithm", base(func(v *Validator) { v.Algorithms = []string{"XS256"} }), []string{`unknown algorithm "XS256"`}},
+		{"lower-case algorithm", base(func(v *Validator) { v.Algorithms = []string{"hs256"} }), []string{`unknown algorithm "hs256"`}},
+		{"none", base(func(v *Validator) { v.Algorithms = []string{"none"} }), []string{`"none" is never accepted`}},
+		{"NONE", base(func(v *Validator) { v.Algorithms = []string{"HS256", "NONE"} }), []string{`"none" is never accepted`}},
+		{"ES256 with an RSA key", rsaV(func(v *Validator) { v.Algorithms = []string{"ES256"} }), []string{"ES256", "RSA key", rsaPEM}},
+		{"HS256 with an RSA key", rsaV(func(v *Validator) { v.Algorithms = []string{"HS256"} }), []string{"HS256", "RSA key"}},
+		{"RS256 with a secret", base(func(v *Validator) { v.Algorithms = []string{"RS256"} }), []string{"RS256", "HMAC secret"}},
+		{"RS256 configured, only a secret", base(func(v *Validator) { v.Algorithms = []string{"HS256", "RS256"} }), []string{"RS256", "no key can verify it"}},
+		{"ES384 with a P-256 key", &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, Algorithms: []string{"ES384"}, PublicKeyFiles: []PublicKeyFile{{Path: writePEM(t, ecKey.Public())}}}, []string{"ES384", "P-256"}},
+		// key files
+		{"RSA 1024", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, ktRSA1024.Public()) }), []string{"1024 bits", "2048"}},
+		{"missing key file", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = filepath.Join(dir, "missing.pem") }), []string{"public_key_file", "missing.pem", "no such file"}},
+		{"not PEM", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = secretFile }), []string{"no PEM block"}},
+		{"private key PEM", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = ktWrite(t, "PRIVATE KEY", privDER) }), []string{"PRIVATE KEY", "not a public key"}},
+		{"corrupt PKIX", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = ktWrite(t, "PUBLIC KEY", []byte("junk")) }), []string{"public_key_file"}},
+		{"P-224 key", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, ktEC224.Public()) }), []string{"unsupported EC curve", "P-224"}},
+		{"missing jwks_file", base(func(v *Validator) { v.Secret = ""; v.JWKSFile = filepath.Join(dir, "none.json") }), []string{"jwks_file", "none.json"}},
+		{"jwks_file with oct", base(func(v *Validator) {
+			v.Secret = ""
+			v.JWKSFile = jwksPath(`{"keys":[{"kty":"oct","kid":"h","k":"` + base64.RawURLEncoding.EncodeToString([]byte(testSecret)) + `"}]}`)
+		}), []string{"symmetric (oct) keys are refused"}},
+		{"jwks_file garbage", base(func(v *Validator) { v.Secret = ""; v.JWKSFile = jwksPath(`{"keys":`) }), []string{"jwks_file"}},
+		{"jwks_file empty set", base(func(v *Validator) { v.Secret = ""; v.JWKSFile = jwksPath(`{"keys":[]}`) }), []string{"no signing key"}},
+		{"jwks_file ok", base(func(v *Validator) {
+			v.Secret = ""
+			v.JWKSFile = jwksPath(`{"keys":[` + vtECJWK("e1", ecKey, "ES256") + `]}`)
+		}), nil},
+		{"jwks_file alg mismatch", base(func(v *Validator) {
+			v.Secret = ""
+			v.JWKSFile = jwksPath(`{"keys":[` + vtECJWK("e1", ecKey, "RS256") + `]}`)
+		}), []string{"RS256", "P-256"}},
+		// structure
+		{"no key", base(func(v *Validator) { v.Secret = "" }), []string{"no key"}},
+		{"no issuer", base(func(v *Validator) { v.Issuers = nil }), []string{"issuer is required"}},
+		{"empty issuer", base(func(v *Validator) { v.Issuers = []string{""} }), []string{"issuer must not be empty"}},
+		{"one empty issuer", base(func(v *Validator) { v.Issuers = []string{"a", ""} }), []string{"issuer must not be empty"}},
+		{"no audience", base(func(v *Validator) { v.Audiences = nil }), []string{"audience is required"}},
+		{"empty audience", base(func(v *Validator) { v.Audiences = []string{""} }), []string{"audience must not be empty"}},
+		{"user_id claim and static", base(func(v *Validator) { v.UserID = &UserIDSource{Claim: "sub", Static: "x"} }), []string{"user_id", "exclusive"}},
+		{"user_id empty", base(func(v *Validator) { v.UserID = &UserIDSource{} }), []string{"user_id"}},
+		{"partner_id without claim", base(func(v *Validator) { v.PartnerID = &PartnerIDSource{} }), []string{"partner_id"}},
+		{"require without values", base(func(v *Validator) { v.Require = []ClaimRequirement{{Claim: "roles"}} }), []string{"require"}},
+		{"bad source", base(func(v *Validator) { v.Sources = []TokenSource{{From: "body", Name: "t"}} }), []string{"body"}},
+		{"source without name", base(func(v *Validator) { v.Sources = []TokenSource{{From: "cookie"}} }), []string{"name is required"}},
+		{"cookie source with prefix", base(func(v *Validator) { v.Sources = []TokenSource{{From: "cookie", Name: "t", Prefix: "Bearer"}} }), []string{"prefix"}},
+		{"negative cache", base(func(v *Validator) { n := -1; v.CacheSize = &n }), []string{"cache_size"}},
+		// jwks_url
+		{"jwks_url http remote", base(func(v *Validator) { v.Secret = ""; v.JWKSURL = &RemoteJWKS{URL: "http://keys.example.com/jwks"} }), []string{"https"}},
+		{"jwks_url relative", base(func(v *Validator) { v.Secret = ""; v.JWKSURL = &RemoteJWKS{URL: "/jwks"} }), []string{"absolute"}},
+		{"jwks_url file scheme", base(func(v *Validator) { v.Secret = ""; v.JWKSURL = &RemoteJWKS{URL: "file:///etc/passwd"} }), []string{"absolute http(s)"}},
+		{"jwks_url max_stale < refresh", base(func(v *Validator) {
+			v.Secret = ""
+			v.JWKSURL = &RemoteJWKS{URL: "https://keys.example.com/jwks", RefreshInterval: caddy.Duration(time.Hour), MaxStale: caddy.Duration(time.Minute)}
+		}), []string{"max_stale"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := provisionErr(tc.v)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("provisioned")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, `validator "test": `) {
+				t.Errorf("error %q does not name the validator", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, testSecret) {
+				t.Errorf("error %q leaks the secret", msg)
+			}
+		})
 	}
 }

@@ -93,3 +93,15 @@ func NewSID() (string, error) {
 	}
 	return b64.EncodeToString(b), nil
 }
+
+// NewFamily returns the first refresh token and the id of a new session,
+// what every Create starts with.
+func NewFamily() (tok, sid string, err error) {
+	if tok, err = NewToken(); err != nil {
+		return "", "", err
+	}
+	if sid, err = NewSID(); err != nil {
+		return "", "", err
+	}
+	return tok, sid, nil
+}

@@ -150,11 +150,7 @@ func (s *Store) do(ctx context.Context, write bool, op func(x txn, writable bool
 
 // Create implements sessions.Store.
 func (s *Store) Create(ctx context.Context, p sessions.Policy, n sessions.New, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
-	tok, err := sessions.NewToken()
-	if err != nil {
-		return sessions.Session{}, "", nil, err
-	}
-	sid, err := sessions.NewSID()
+	tok, sid, err := sessions.NewFamily()
 	if err != nil {
 		return sessions.Session{}, "", nil, err
 	}

@@ -264,11 +264,7 @@ func hashHex(tok string) string {
 
 // Create implements sessions.Store.
 func (s *Store) Create(ctx context.Context, p sessions.Policy, n sessions.New, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
-	tok, err := sessions.NewToken()
-	if err != nil {
-		return sessions.Session{}, "", nil, err
-	}
-	sid, err := sessions.NewSID()
+	tok, sid, err := sessions.NewFamily()
 	if err != nil {
 		return sessions.Session{}, "", nil, err
 	}

@@ -1,11 +1,16 @@
 package jwtauth
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 // TestIssuerRequestErrors covers the protocol errors of the endpoints.
@@ -114,48 +119,38 @@ func TestIssuerUserIDMustMatch(t *testing.T) {
 	e.do(itReq{path: "/update/refresh-token", body: `{"user_id":7}`, header: hdr}).expect(t, 200, "")
 }
 
-// TestIssuerCredentials: unknown users, wrong passwords and disabled users
-// get the same answer; bcrypt passwords over 72 bytes are refused; the fake
-// hash has the users' cost.
-func TestIssuerCredentials(t *testing.T) {
-	long := strings.Repeat("p", maxBcryptPassword)
-	e := newItEnv(t, nil)
-	itWriteUsers(t, e.users, append([]itUser{
-		{login: "long", password: long, userID: "9"},
-		{login: "off", password: "off-password", userID: "10", disabled: true},
-	}, itDefaultUsers...)...)
-	e.load(nil)
-	var bodies []string
-	for _, c := range [][2]string{{"nobody", "alice-password"}, {"alice", "wrong"}, {"off", "off-password"}, {"long", long + "q"}, {"alice", ""}} {
-		res := e.do(itReq{path: "/authenticate", body: `{"login":` + jsonQuote(c[0]) + `,"password":` + jsonQuote(c[1]) + `}`, ip: "198.51.100." + c[0][:1]})
-		res.expect(t, 401, "invalid_grant")
-		bodies = append(bodies, res.Body.String())
-	}
-	for _, b := range bodies[1:] {
-		if b != bodies[0] {
-			t.Fatalf("answers differ: %q vs %q", b, bodies[0])
+// TestIssuerAnswerError maps each kind of endpoint error to its answer in
+// the one place that does: an endpoint error as it is, a session refusal
+// 401, a failed store 503, anything else a 500 for Caddy's error handling.
+func TestIssuerAnswerError(t *testing.T) {
+	h := &IssuerHandler{issuer: new(Issuer)}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"endpoint error", errBadCredentials, http.StatusUnauthorized, "invalid_grant"},
+		{"wrapped endpoint error", fmt.Errorf("login: %w", errLimiterDown), http.StatusServiceUnavailable, "temporarily_unavailable"},
+		{"session refused", sessionFailure{sessions.ErrReused}, http.StatusUnauthorized, "invalid_grant"},
+		{"session unknown", sessionFailure{sessions.ErrUnknown}, http.StatusUnauthorized, "invalid_grant"},
+		{"store failed", sessionFailure{errors.New("disk full")}, http.StatusServiceUnavailable, "temporarily_unavailable"},
+		{"not started", sessionFailure{errNotStarted}, http.StatusServiceUnavailable, "temporarily_unavailable"},
+	} {
+		w := httptest.NewRecorder()
+		if err := h.answerError(w, new(apiRequest), tc.err); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var body map[string]string
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != tc.status || body["error"] != tc.code {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, w.Code, body["error"], tc.status, tc.code)
 		}
 	}
-	e.login("long", long) // exactly 72 bytes is fine
-	if cost, err := bcrypt.Cost(e.is.usersTab().fake.hash); err != nil || cost != bcrypt.MinCost || !e.is.usersTab().fake.bcrypt {
-		t.Fatalf("fake hash cost %d (%v), want the users' %d", cost, err, bcrypt.MinCost)
-	}
-	if u, _ := e.is.checkPassword("nobody", "x"); u != nil {
-		t.Fatal("unknown user accepted")
-	}
-}
-
-// TestIssuerFakeHashDefault uses caddyauth's fake hash for cost-14 bcrypt
-// users, as `caddy hash-password` makes them.
-func TestIssuerFakeHashDefault(t *testing.T) {
-	u := &issuerUser{hash: []byte("$2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6"), bcrypt: true}
-	fc, err := fakeCredentialFor([]*issuerUser{u})
-	if err != nil || string(fc.hash) != string(u.hash) {
-		t.Fatalf("fake %q, %v", fc.hash, err)
-	}
-	u2 := &issuerUser{login: "a", hash: []byte("$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHRzYWx0$" + strings.Repeat("A", 43))}
-	fc, err = fakeCredentialFor([]*issuerUser{u2})
-	if err != nil || fc.bcrypt || hashParams(fc.hash) != hashParams(u2.hash) {
-		t.Fatalf("argon2id fake %q (%s), %v", fc.hash, hashParams(fc.hash), err)
+	w := httptest.NewRecorder()
+	err := h.answerError(w, new(apiRequest), errors.New("signing failed"))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusInternalServerError || w.Body.Len() != 0 {
+		t.Fatalf("other error: %v, body %q; want a 500 HandlerError and nothing written", err, w.Body.String())
 	}
 }
