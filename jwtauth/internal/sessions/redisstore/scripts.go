@@ -18,7 +18,10 @@ import "github.com/redis/go-redis/v9"
 // Expiry: a deadline of the caller's clock (end_us) is turned into one of
 // Redis's clock before PEXPIREAT, as TIME + (end_us - now_us): keys then
 // outlive the policy by the same span on every node, whatever the skew of
-// a node's clock (or a test's pinned clock) against Redis's.
+// a node's clock (or a test's pinned clock) against Redis's. Keys live one
+// minute past the deadline: the scripts refuse a dead session themselves
+// (ErrEnded), so expiry only collects garbage, and a session is never
+// "unknown" instead of "ended" because Redis's clock ran a little ahead.
 
 // prelude is the common head of every script. ARGV (1-based):
 //
@@ -45,7 +48,7 @@ local function lkey(login) return base .. ':l:' .. login end
 -- us converts a stored time (ns) to microseconds.
 local function us(ns) return tonumber(string.sub(ns, 1, 17)) end
 -- pxat turns a deadline of the caller's clock into one of Redis's (ms).
-local function pxat(end_us) return rnow + math.ceil((end_us - now_us) / 1000) end
+local function pxat(end_us) return rnow + math.ceil((end_us - now_us) / 1000) + 60000 end
 
 local function load(sid)
 	local v = redis.call('HMGET', skey(sid), 'l', 'i', 'f', 'c', 'u', 'g', 'h', 'r', 'p')
