@@ -234,19 +234,12 @@ func (s *Store) refresh(ctx context.Context, p sessions.Policy, tok string, now 
 	var res result
 	err := s.do(ctx, false, func(x txn, writable bool) error {
 		res = result{}
-		sid, r, m, err := x.lookup(p, tok, nano)
+		sid, r, _, ok, err := x.family(p, tok, now, writable, &res)
 		switch {
-		case err != nil:
+		case !ok:
 			return err
-		case m == matchNone:
-			res.err = sessions.ErrUnknown
-		case !r.live(p, nano):
-			res.err = sessions.ErrEnded
-		case !writable && (m == matchReused || record):
+		case record && !writable:
 			return errNeedWrite
-		case m == matchReused:
-			res.err = sessions.ErrReused
-			return x.end(&res, sid, &r, sessions.ReasonReuse, now)
 		case record:
 			r.LastUsed = max(r.LastUsed, nano)
 			dropStaleSeal(p, &r, nano)
@@ -263,6 +256,31 @@ func (s *Store) refresh(ctx context.Context, p sessions.Policy, tok string, now 
 		return sessions.Session{}, nil, err
 	}
 	return res.s, res.revs, res.err
+}
+
+// family looks tok's family up and settles what Find, Use and Rotate
+// share: an unknown token (ErrUnknown), a dead session (ErrEnded) and
+// reuse, which ends the family (ErrReused) and so needs a writable
+// transaction. ok is false when res holds the answer or err is to be
+// returned; then the operation is over.
+func (x txn) family(p sessions.Policy, tok string, now time.Time, writable bool, res *result) (sid string, r record, m match, ok bool, err error) {
+	nano := now.UnixNano()
+	sid, r, m, err = x.lookup(p, tok, nano)
+	switch {
+	case err != nil:
+	case m == matchNone:
+		res.err = sessions.ErrUnknown
+	case !r.live(p, nano):
+		res.err = sessions.ErrEnded
+	case m == matchReused && !writable:
+		err = errNeedWrite
+	case m == matchReused:
+		res.err = sessions.ErrReused
+		err = x.end(res, sid, &r, sessions.ReasonReuse, now)
+	default:
+		ok = true
+	}
+	return sid, r, m, ok, err
 }
 
 // dropStaleSeal forgets the sealed successor once the grace window is
@@ -283,19 +301,10 @@ func (s *Store) Rotate(ctx context.Context, p sessions.Policy, tok, sid string, 
 	var res result
 	err = s.do(ctx, false, func(x txn, writable bool) error {
 		res = result{}
-		fsid, r, m, err := x.lookup(p, tok, nano)
+		fsid, r, m, ok, err := x.family(p, tok, now, writable, &res)
 		switch {
-		case err != nil:
+		case !ok:
 			return err
-		case m == matchNone:
-			res.err = sessions.ErrUnknown
-		case !r.live(p, nano):
-			res.err = sessions.ErrEnded
-		case m == matchReused && !writable:
-			return errNeedWrite
-		case m == matchReused:
-			res.err = sessions.ErrReused
-			return x.end(&res, fsid, &r, sessions.ReasonReuse, now)
 		case fsid != sid:
 			res.err = sessions.ErrMismatch
 		case m == matchGrace && len(r.Sealed) == 0:
