@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 // End-to-end test of two Caddy processes sharing one Redis: each node runs

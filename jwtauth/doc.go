@@ -82,4 +82,9 @@
 //   - internal/limiter: the login limiter interface and its in-memory
 //     engine; internal/limiter/limitertest: its conformance suite. The Redis
 //     limiter is in redisstore.
+//   - internal/testsummary: what .ci/run pipes `go test -json` through, to
+//     print the skipped tests last.
+//
+// Test support outside the walls, because caddyfile/'s end-to-end tests
+// use it too: redistest starts a private redis-server for a test.
 package jwtauth

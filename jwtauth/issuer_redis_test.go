@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/redisstore"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 // redisNodes starts a real redis-server and two issuers sharing it, as two

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/boltstore"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 // benchClients is the number of concurrent clients of each benchmark.

@@ -5,9 +5,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/sessionstest"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 // backend is one conformance test's data: an issuer of its own on a shared

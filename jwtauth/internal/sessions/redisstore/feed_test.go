@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 func hasSID(revs []sessions.Revocation, sid string, reason sessions.Reason) bool {

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter/limitertest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 // TestLimiterConformance runs the limiter conformance suite against Redis,

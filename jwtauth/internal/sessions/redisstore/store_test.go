@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/jwtauth/caddy-jwtauth/internal/redistest"
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
 func TestNewRefusesBadConfig(t *testing.T) {

@@ -6,6 +6,9 @@
 // test is skipped, except under CI=true, where it fails: CI installs
 // redis-server (.ci/run), so a missing one is a broken CI, not a reason to
 // skip.
+//
+// It is test support for this module's own tests (the jwtauth packages and
+// caddyfile's end-to-end tests), not part of the plugin.
 package redistest
 
 import (
