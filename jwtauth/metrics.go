@@ -59,14 +59,14 @@ var (
 		Namespace: "caddy",
 		Subsystem: "jwtauth",
 		Name:      "refreshes_total",
-		Help:      "Access-token refreshes, by issuer and result (ok, invalid, reuse, unavailable, error).",
+		Help:      "Access-token refreshes, by issuer and result (ok, invalid, reuse, unavailable).",
 	}, []string{"issuer", "result"})
 
 	rotationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy",
 		Subsystem: "jwtauth",
 		Name:      "rotations_total",
-		Help:      "Refresh-token rotations, by issuer and result (ok, invalid, reuse, unavailable, error).",
+		Help:      "Refresh-token rotations, by issuer and result (ok, invalid, reuse, unavailable).",
 	}, []string{"issuer", "result"})
 
 	revocationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -280,7 +280,7 @@ func newIssuerCounters(issuer string) *issuerCounters {
 	for _, r := range []string{resultOK, resultBadCredentials, resultRateLimited, resultDisabled, resultError} {
 		ic.logins[r] = loginsTotal.WithLabelValues(issuer, r)
 	}
-	for _, r := range []string{resultOK, resultInvalid, resultReuse, resultUnavailable, resultError} {
+	for _, r := range []string{resultOK, resultInvalid, resultReuse, resultUnavailable} {
 		ic.refreshes[r] = refreshesTotal.WithLabelValues(issuer, r)
 		ic.rotations[r] = rotationsTotal.WithLabelValues(issuer, r)
 	}
