@@ -71,6 +71,7 @@ type cacheShard struct {
 type cacheSlot struct {
 	hash uint64
 	id   *identity
+	cost int32       // entryCost(id), kept here so eviction never reads a cold identity
 	ref  atomic.Bool // set on a hit, cleared by the passing CLOCK hand
 }
 
@@ -163,7 +164,7 @@ func (c *tokenCache) put(k cacheKey, id *identity) {
 	i := s.free[len(s.free)-1]
 	s.free = s.free[:len(s.free)-1]
 	sl := &s.slots[i]
-	sl.hash, sl.id = h, id
+	sl.hash, sl.id, sl.cost = h, id, int32(cost)
 	sl.ref.Store(false)
 	s.index[h] = i
 	s.bytes += cost
@@ -195,8 +196,8 @@ func (s *cacheShard) evictOne() bool {
 func (s *cacheShard) drop(i int32) {
 	sl := &s.slots[i]
 	delete(s.index, sl.hash)
-	s.bytes -= entryCost(sl.id)
-	sl.id = nil
+	s.bytes -= int(sl.cost)
+	sl.id, sl.cost = nil, 0
 	s.free = append(s.free, i)
 }
 

@@ -63,10 +63,21 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	validators []*Validator
-	strip      []string              // normalized header names to delete from requests
-	challenges map[*authError]string // WWW-Authenticate of each static refusal
+	strip      []string                    // normalized header names to delete from requests
+	answers    map[*authError]staticAnswer // each static refusal, rendered once
 	cop        *http.CrossOriginProtection
 	logger     *zap.Logger
+	// debug: the logger takes Debug entries. Caddy's log levels are
+	// fixed for the life of a config (a new one provisions a new
+	// handler), so this spares every request a Check.
+	debug bool
+}
+
+// staticAnswer is a static refusal as the handler answers it: its
+// challenge and the error returned to Caddy's error handling, boxed once.
+type staticAnswer struct {
+	challenge string
+	err       error
 }
 
 // ForwardClaim copies one claim to a request header.
@@ -170,6 +181,7 @@ func headerAllowlisted(entries []string, canonical string, exactOnly bool) bool 
 // state from the config.
 func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	h.logger = logger
+	h.debug = logger.Core().Enabled(zapcore.DebugLevel)
 	if h.Realm == "" {
 		h.Realm = "restricted"
 	}
@@ -189,9 +201,9 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	slices.Sort(h.strip)
 	h.strip = slices.Compact(h.strip)
 	h.cop = http.NewCrossOriginProtection()
-	h.challenges = make(map[*authError]string, len(staticRefusals))
+	h.answers = make(map[*authError]staticAnswer, len(staticRefusals))
 	for _, ae := range staticRefusals {
-		h.challenges[ae] = ae.wwwAuthenticate(h.Realm)
+		h.answers[ae] = staticAnswer{challenge: ae.wwwAuthenticate(h.Realm), err: refusalError(ae)}
 	}
 	return nil
 }
@@ -271,8 +283,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	v.counters.ok.Inc()
-	if c := h.logger.Check(zapcore.DebugLevel, "authenticated"); c != nil {
-		c.Write(zap.String("validator", v.name), zap.String("user_id", id.userID), zap.Bool("cookie", res.cookie))
+	if h.debug {
+		if c := h.logger.Check(zapcore.DebugLevel, "authenticated"); c != nil {
+			c.Write(zap.String("validator", v.name), zap.String("user_id", id.userID), zap.Bool("cookie", res.cookie))
+		}
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -334,20 +348,27 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, v *Validator, ae *authError) error {
 	v.counters.count(ae.reason)
 	repl.Set("http.auth.jwt.error", boxedReason(ae.reason))
-	challenge, ok := h.challenges[ae]
+	answer, ok := h.answers[ae]
 	if !ok {
-		challenge = ae.wwwAuthenticate(h.Realm)
+		answer = staticAnswer{challenge: ae.wwwAuthenticate(h.Realm), err: refusalError(ae)}
 	}
-	w.Header()["Www-Authenticate"] = []string{challenge} // canonical key: no allocation
+	w.Header()["Www-Authenticate"] = []string{answer.challenge} // canonical key: no allocation
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfterSeconds(ae.retryAfter))
 	}
-	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
-		// the path only: a from_query token would be in the full URI
-		c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))
+	if h.debug {
+		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
+			// the path only: a from_query token would be in the full URI
+			c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))
+		}
 	}
-	// A HandlerError with its trace set: caddyhttp.Error would walk the
-	// stack to find one, on every refused request.
+	return answer.err
+}
+
+// refusalError is the error a refusal hands to Caddy's error handling (and
+// handle_errors): a HandlerError with its status and its trace set, since
+// caddyhttp.Error would walk the stack to find one on every refused request.
+func refusalError(ae *authError) error {
 	return caddyhttp.HandlerError{Err: ae, StatusCode: ae.status, Trace: "jwtauth.(*Handler).refuse"}
 }
 

@@ -76,19 +76,30 @@ func (v *Validator) verify(tok string) (*identity, error) {
 // verifyUncached: a cached identity is re-checked (stillValid) instead of
 // verified again, and a refusal that cannot heal is remembered.
 func (v *Validator) verifyCtx(ctx context.Context, tok string) (*identity, error) {
-	return v.verifyAt(ctx, tok, v.now())
+	return v.verifyAt(ctx, tok, time.Time{})
 }
 
-// verifyAt is verifyCtx at the time now (the caller's clock reading, when
-// it has one: the handler's timing reads the clock once).
+// verifyAt is verifyCtx at the time now: the caller's clock reading when
+// it has one (the handler's timing reads the clock once), or the zero time
+// for the validator's clock, read only when needed: a remembered refusal
+// is answered without it.
 func (v *Validator) verifyAt(ctx context.Context, tok string, now time.Time) (*identity, error) {
 	if len(tok) > maxTokenSize {
 		return nil, ErrTokenTooLarge
 	}
 	if v.cache == nil {
-		return v.verifyUncached(ctx, tok, now)
+		return v.verifyUncached(ctx, tok, v.orNow(now))
 	}
 	k := v.cache.key(tok)
+	// The negative cache: a refusal that neither passing time nor the
+	// same keys can turn into an acceptance is remembered, so a repeated
+	// bad token is refused without being parsed again. Such a token is
+	// never in the positive cache as well: it would have been refused.
+	gen := v.keyGeneration()
+	if err := v.cache.refused(k, gen); err != nil {
+		return nil, err
+	}
+	now = v.orNow(now)
 	if id := v.cache.get(k); id != nil {
 		err := v.stillValid(id, now)
 		if err == nil {
@@ -99,13 +110,6 @@ func (v *Validator) verifyAt(ctx context.Context, tok string, now time.Time) (*i
 		}
 		v.cache.remove(k)
 	}
-	// The negative cache: a refusal that neither passing time nor the
-	// same keys can turn into an acceptance is remembered, so a repeated
-	// bad token is refused without being parsed again.
-	gen := v.keyGeneration()
-	if err := v.cache.refused(k, gen); err != nil {
-		return nil, err
-	}
 	id, err := v.verifyUncached(ctx, tok, now)
 	if err != nil {
 		if v.lastingRefusal(err) {
@@ -115,6 +119,14 @@ func (v *Validator) verifyAt(ctx context.Context, tok string, now time.Time) (*i
 	}
 	v.cache.put(k, id)
 	return id, nil
+}
+
+// orNow is now, or the validator's clock when now is the zero time.
+func (v *Validator) orNow(now time.Time) time.Time {
+	if now.IsZero() {
+		return v.now()
+	}
+	return now
 }
 
 // keyGeneration identifies the current remote key set (0 without one), so
