@@ -9,10 +9,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,20 +152,111 @@ func writePEM(t testing.TB, pub any) string {
 	return p
 }
 
-// serve runs h on a request with a replacer, like Caddy's server does, and
-// reports whether next was called.
-func serve(t testing.TB, h *Handler, r *http.Request) (*httptest.ResponseRecorder, *caddy.Replacer, bool, error) {
+// serveResult is what one pass through the handler produced.
+type serveResult struct {
+	w      *httptest.ResponseRecorder
+	repl   *caddy.Replacer
+	err    error
+	called bool
+	seen   *http.Request // the request as next saw it
+}
+
+// status is the HTTP status of the handler's error, or 0 when it passed.
+func (res serveResult) status() int {
+	if res.err == nil {
+		return 0
+	}
+	var he caddyhttp.HandlerError
+	if errors.As(res.err, &he) {
+		return he.StatusCode
+	}
+	return -1
+}
+
+func (res serveResult) placeholder(key string) (string, bool) {
+	return res.repl.GetString(key)
+}
+
+// serve runs h on r with repl (a fresh one when nil) in its context, as
+// Caddy's server does, and records whether and with what request next was
+// called.
+func serve(t testing.TB, h *Handler, r *http.Request, repl *caddy.Replacer) serveResult {
 	t.Helper()
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	r = r.WithContext(ctx)
-	w := httptest.NewRecorder()
-	called := false
-	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		called = true
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	res := serveResult{w: httptest.NewRecorder(), repl: repl}
+	res.err = h.ServeHTTP(res.w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		res.called = true
+		res.seen = r
 		return nil
 	}))
-	return w, repl, called, err
+	return res
+}
+
+// requireRefused fails unless the request was refused with status and the
+// {http.auth.jwt.error} reason, without calling next.
+func requireRefused(t *testing.T, res serveResult, status int, reason string) {
+	t.Helper()
+	if res.status() != status {
+		t.Fatalf("status %d (err %v), want %d", res.status(), res.err, status)
+	}
+	if res.called {
+		t.Fatal("next was called on a refused request")
+	}
+	if got, _ := res.placeholder("http.auth.jwt.error"); got != reason {
+		t.Fatalf("{http.auth.jwt.error} = %q, want %q", got, reason)
+	}
+	if _, ok := res.placeholder("http.auth.user.id"); ok {
+		t.Fatal("{http.auth.user.id} set on a refused request")
+	}
+}
+
+// requirePassed fails unless next was called without error.
+func requirePassed(t *testing.T, res serveResult) {
+	t.Helper()
+	if res.err != nil || !res.called {
+		t.Fatalf("refused: err=%v called=%v WWW-Authenticate=%q", res.err, res.called, res.w.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// flipSignature changes one character in the middle of a token's signature.
+func flipSignature(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + 10
+	c := byte('A')
+	if tok[i] == 'A' {
+		c = 'B'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
+}
+
+// bearerRequest is a GET carrying tok as a Bearer token (none when empty).
+func bearerRequest(tok string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	if tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return r
+}
+
+// userClaims returns valid claims at testNow for user sub, with extra claims.
+func userClaims(sub string, extra map[string]any) jwt.MapClaims {
+	c := claims()
+	c["sub"] = sub
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// newHandler provisions an app with one validator named name and a handler
+// over it.
+func newHandler(t *testing.T, clock *testClock, name string, v *Validator, h *Handler) (*Handler, *Validator) {
+	t.Helper()
+	a := provisionApp(t, clock.Now, map[string]*Validator{name: v})
+	h.Validators = []string{name}
+	return provisionHandler(t, a, h), v
 }
 
 // provisionHandler provisions a handler over an app.

@@ -204,7 +204,8 @@ func (e *itEnv) status(access string) (int, http.Header) {
 	e.t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/api/protected/json", nil)
 	r.Header.Set("access_token", access)
-	w, _, _, err := serve(e.t, e.auth, r)
+	res := serve(e.t, e.auth, r, nil)
+	w, err := res.w, res.err
 	code := http.StatusOK
 	var he caddyhttp.HandlerError
 	if errors.As(err, &he) {

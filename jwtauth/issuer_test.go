@@ -282,8 +282,7 @@ func (e *itEnv) protected(access string) bool {
 	e.t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/api/protected/json", nil)
 	r.Header.Set("access_token", access)
-	_, _, called, _ := serve(e.t, e.auth, r)
-	return called
+	return serve(e.t, e.auth, r, nil).called
 }
 
 // storeFiles returns the contents of every file under the store dir.

@@ -867,20 +867,20 @@ func TestJWKSUnknownKIDWait(t *testing.T) {
 	t.Run("client gone", func(t *testing.T) {
 		v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL,
 			Timeout: caddy.Duration(time.Hour), UnknownKIDWait: caddy.Duration(time.Hour)}}
-		h, _ := htHandler(t, clock, "jwks-kid-gone", v, &Handler{})
-		htPass(t, htServe(t, h, htBearer(jtToken(t, k1, "k1", clock)), nil))
+		h, _ := newHandler(t, clock, "jwks-kid-gone", v, &Handler{})
+		requirePassed(t, serve(t, h, bearerRequest(jtToken(t, k1, "k1", clock)), nil))
 		srv.hang.Store(true)
 		defer srv.hang.Store(false)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		done := make(chan htResult, 1)
+		done := make(chan serveResult, 1)
 		go func() {
-			done <- htServe(t, h, htBearer(jtToken(t, k1, "k2", clock)).WithContext(ctx), nil)
+			done <- serve(t, h, bearerRequest(jtToken(t, k1, "k2", clock)).WithContext(ctx), nil)
 		}()
 		jtWatchdog(t, srv.entered, "the refresh to reach the endpoint")
 		cancel()
 		res := jtWatchdog(t, done, "the request after its client went away (unknown_kid_wait 1h)")
-		htRequire(t, res, http.StatusUnauthorized, "invalid")
+		requireRefused(t, res, http.StatusUnauthorized, "invalid")
 	})
 }
 

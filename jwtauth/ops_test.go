@@ -605,7 +605,7 @@ func TestIssuerMetricsCount(t *testing.T) {
 // is off.
 func TestVerifyDurationObserved(t *testing.T) {
 	clock := newTestClock()
-	h, _ := htHandler(t, clock, "timed-test", hsValidator(), &Handler{})
+	h, _ := newHandler(t, clock, "timed-test", hsValidator(), &Handler{})
 	v := h.validators[0]
 	count := func() uint64 {
 		var m dto.Metric
@@ -614,14 +614,14 @@ func TestVerifyDurationObserved(t *testing.T) {
 		}
 		return m.GetHistogram().GetSampleCount()
 	}
-	tok := hs256(t, htClaims("alice", nil))
-	htPass(t, htServe(t, h, htBearer(tok), nil))
+	tok := hs256(t, userClaims("alice", nil))
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil))
 	if count() != 0 {
 		t.Fatal("observed with timing off")
 	}
 	v.timed.Store(true)
-	htPass(t, htServe(t, h, htBearer(tok), nil)) // a cache hit
-	htServe(t, h, htBearer("x.y"), nil)
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil)) // a cache hit
+	serve(t, h, bearerRequest("x.y"), nil)
 	if got := count(); got != 2 {
 		t.Fatalf("%d observations, want 2", got)
 	}

@@ -575,7 +575,8 @@ func TestVerifyUnknownKIDIs401(t *testing.T) {
 	h := provisionHandler(t, a, &Handler{Validators: []string{"kids"}})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Authorization", "Bearer "+unknown)
-	w, repl, called, err := serve(t, h, r)
+	res := serve(t, h, r, nil)
+	w, repl, called, err := res.w, res.repl, res.called, res.err
 	if called {
 		t.Fatal("next handler called")
 	}
