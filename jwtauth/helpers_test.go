@@ -8,12 +8,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -145,11 +148,7 @@ func writePEM(t testing.TB, pub any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "key.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writePEMBlock(t, "PUBLIC KEY", der)
 }
 
 // serveResult is what one pass through the handler produced.
@@ -269,4 +268,155 @@ func provisionHandler(t testing.TB, a *App, h *Handler) *Handler {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// rawObject is an ordered JSON object of raw members, so tests can build payloads
+// that encoding/json would never produce: duplicate keys, escaped keys,
+// case variants.
+type rawObject [][2]string
+
+// rawPayload is a valid payload at testNow.
+func rawPayload() rawObject {
+	return rawObject{
+		{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
+		{"exp", unixAt(time.Hour)}, {"iat", unixAt(-time.Minute)},
+	}
+}
+
+// unixAt renders testNow+d as a JSON NumericDate.
+func unixAt(d time.Duration) string { return strconv.FormatInt(testNow.Add(d).Unix(), 10) }
+
+// set replaces the first member named k, or appends it.
+func (o rawObject) set(k, raw string) rawObject {
+	out := append(rawObject{}, o...)
+	for i := range out {
+		if out[i][0] == k {
+			out[i][1] = raw
+			return out
+		}
+	}
+	return append(out, [2]string{k, raw})
+}
+
+// add appends a member even if one of that name exists.
+func (o rawObject) add(k, raw string) rawObject {
+	return append(append(rawObject{}, o...), [2]string{k, raw})
+}
+
+// addRawKey appends a member whose key is written verbatim (with escapes).
+func (o rawObject) addRawKey(quotedKey, raw string) rawObject {
+	return append(append(rawObject{}, o...), [2]string{"\x00" + quotedKey, raw})
+}
+
+func (o rawObject) del(k string) rawObject {
+	var out rawObject
+	for _, m := range o {
+		if m[0] != k {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (o rawObject) String() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, m := range o {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if strings.HasPrefix(m[0], "\x00") {
+			b.WriteString(m[0][1:])
+		} else {
+			b.WriteString(strconv.Quote(m[0]))
+		}
+		b.WriteByte(':')
+		b.WriteString(m[1])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// signRaw signs an arbitrary header and payload (JSON text, not
+// re-encoded) with m and key.
+func signRaw(t testing.TB, m jwt.SigningMethod, key any, header, payload string) string {
+	t.Helper()
+	in := b64url(header) + "." + b64url(payload)
+	sig, err := m.Sign(in, key)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+const hs256Header = `{"alg":"HS256","typ":"JWT"}`
+
+// ecJWK renders an EC public key as a JWK.
+func ecJWK(kid string, k *ecdsa.PrivateKey, alg string) string {
+	pub, err := k.PublicKey.ECDH()
+	if err != nil {
+		panic(err)
+	}
+	pt := pub.Bytes() // 0x04 || X || Y
+	n := (len(pt) - 1) / 2
+	return fmt.Sprintf(`{"kty":"EC","crv":%q,"x":%q,"y":%q,"kid":%q,"alg":%q,"use":"sig"}`,
+		k.Curve.Params().Name,
+		base64.RawURLEncoding.EncodeToString(pt[1:1+n]), base64.RawURLEncoding.EncodeToString(pt[1+n:]), kid, alg)
+}
+
+var (
+	extraKeysOnce        sync.Once
+	ecP384Key, ecP521Key *ecdsa.PrivateKey
+	ecP224Key            *ecdsa.PrivateKey
+	rsa1024Key           *rsa.PrivateKey
+	extraKeysErr         error
+)
+
+// extraKeys generates, once, the keys beyond testKeys that the key tests
+// need: other curves and a too-short RSA key.
+func extraKeys(t testing.TB) {
+	t.Helper()
+	testKeys(t)
+	extraKeysOnce.Do(func() {
+		if ecP384Key, extraKeysErr = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); extraKeysErr != nil {
+			return
+		}
+		if ecP521Key, extraKeysErr = ecdsa.GenerateKey(elliptic.P521(), rand.Reader); extraKeysErr != nil {
+			return
+		}
+		if ecP224Key, extraKeysErr = ecdsa.GenerateKey(elliptic.P224(), rand.Reader); extraKeysErr != nil {
+			return
+		}
+		rsa1024Key, extraKeysErr = rsa.GenerateKey(rand.Reader, 1024)
+	})
+	if extraKeysErr != nil {
+		t.Fatal(extraKeysErr)
+	}
+}
+
+// writePEMBlock writes a PEM block to a temporary file and returns its
+// path.
+func writePEMBlock(t testing.TB, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// multiSources is a typical multi-source configuration.
+func multiSources() []TokenSource {
+	s := []TokenSource{
+		{From: "header", Name: "Authorization", Prefix: "Bearer"},
+		{From: "header", Name: "x-api-token"}, // bare: the whole value
+		{From: "cookie", Name: "tok"},
+		{From: "query", Name: "access_token"},
+	}
+	for i := range s {
+		s[i].provision()
+	}
+	return s
 }

@@ -24,19 +24,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// vtECJWK renders an EC public key as a JWK.
-func vtECJWK(kid string, k *ecdsa.PrivateKey, alg string) string {
-	pub, err := k.PublicKey.ECDH()
-	if err != nil {
-		panic(err)
-	}
-	pt := pub.Bytes() // 0x04 || X || Y
-	n := (len(pt) - 1) / 2
-	return fmt.Sprintf(`{"kty":"EC","crv":%q,"x":%q,"y":%q,"kid":%q,"alg":%q,"use":"sig"}`,
-		k.Curve.Params().Name,
-		base64.RawURLEncoding.EncodeToString(pt[1:1+n]), base64.RawURLEncoding.EncodeToString(pt[1+n:]), kid, alg)
-}
-
 func jtSet(jwks ...string) string { return `{"keys":[` + strings.Join(jwks, ",") + `]}` }
 
 // jtServer is a JWKS endpoint whose answer tests change, counting requests.
@@ -94,13 +81,13 @@ func jtKey(t testing.TB) *ecdsa.PrivateKey {
 // jtToken signs a token valid at the clock's current time.
 func jtToken(t testing.TB, k *ecdsa.PrivateKey, kid string, clock *testClock) string {
 	now := clock.Now()
-	pl := vtObj{{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
+	pl := rawObject{{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
 		{"exp", fmt.Sprint(now.Add(time.Hour).Unix())}, {"iat", fmt.Sprint(now.Add(-time.Minute).Unix())}}
 	hdr := `{"alg":"ES256","typ":"JWT"}`
 	if kid != "" {
 		hdr = `{"alg":"ES256","typ":"JWT","kid":"` + kid + `"}`
 	}
-	return vtSignRaw(t, jwt.SigningMethodES256, k, hdr, pl.String())
+	return signRaw(t, jwt.SigningMethodES256, k, hdr, pl.String())
 }
 
 // jtValidator provisions a jwks_url validator under a unique name (metrics
@@ -153,7 +140,7 @@ func jtRefuse(t *testing.T, v *Validator, tok, what string, is error) {
 func TestJWKSRotation(t *testing.T) {
 	t.Parallel()
 	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-rotation", clock, srv.URL, nil)
 	srv.expectHits(t, 1, "after provision")
@@ -164,7 +151,7 @@ func TestJWKSRotation(t *testing.T) {
 	srv.expectHits(t, 1, "known kid")
 
 	// rotation: k2 appears, k1 is removed
-	srv.set(200, jtSet(vtECJWK("k2", k2, "ES256")))
+	srv.set(200, jtSet(ecJWK("k2", k2, "ES256")))
 	jtAccept(t, v, jtToken(t, k2, "k2", clock), "k2 token (unknown kid refresh)")
 	srv.expectHits(t, 2, "after the new kid")
 
@@ -181,7 +168,7 @@ func TestJWKSRotation(t *testing.T) {
 func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-ratelimit", clock, srv.URL, func(v *Validator) {
 		v.JWKSURL.UnknownKIDInterval = caddy.Duration(5 * time.Minute)
@@ -213,7 +200,7 @@ func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 	t.Parallel()
 	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-concurrent", clock, srv.URL, nil)
 
@@ -245,7 +232,7 @@ func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 	// a new key is published; every concurrent request with its kid must
 	// be accepted, with one fetch between them
 	clock.Add(6 * time.Minute)
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
+	srv.set(200, jtSet(ecJWK("k1", k1, "ES256"), ecJWK("k2", k2, "ES256")))
 	for i, err := range run(func(int) string { return jtToken(t, k2, "k2", clock) }) {
 		if err != nil {
 			t.Fatalf("request %d with the new kid refused: %v", i, err)
@@ -273,7 +260,7 @@ func TestJWKSDownAtStartup(t *testing.T) {
 	jtRefuse(t, v, jtToken(t, k1, "", clock), "while down, no kid", ErrTokenUnverifiable)
 	srv.expectHits(t, 2, "one unknown-kid refresh while down")
 
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jtSet(ecJWK("k1", k1, "ES256")))
 	jtRefuse(t, v, tok, "up, but within unknown_kid_interval", ErrTokenUnverifiable)
 	srv.expectHits(t, 2, "rate limited")
 	clock.Add(5*time.Minute + time.Second)
@@ -293,7 +280,7 @@ func TestJWKSDownAtStartupNoKID(t *testing.T) {
 	srv := newJTServer(t, http.StatusBadGateway, "")
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-down-nokid", clock, srv.URL, nil)
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jtSet(ecJWK("k1", k1, "ES256")))
 	jtAccept(t, v, jtToken(t, k1, "", clock), "kid-less token once the endpoint is up")
 	srv.expectHits(t, 2, "one refresh")
 }
@@ -301,7 +288,7 @@ func TestJWKSDownAtStartupNoKID(t *testing.T) {
 func TestJWKSFailsLaterMaxStale(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	const name = "jwks-max-stale"
 	v := jtValidator(t, name, clock, srv.URL, func(v *Validator) {
@@ -331,7 +318,7 @@ func TestJWKSFailsLaterMaxStale(t *testing.T) {
 	}
 
 	// the endpoint recovers: the next allowed refresh restores service
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock.Add(6 * time.Minute)
 	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after recovery")
 	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 2 || e != 2 {
@@ -342,7 +329,7 @@ func TestJWKSFailsLaterMaxStale(t *testing.T) {
 func TestJWKSBadDocuments(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	good := jtSet(ecJWK("k1", k1, "ES256"))
 	for i, tc := range []struct {
 		name, body string
 		status     int
@@ -351,7 +338,7 @@ func TestJWKSBadDocuments(t *testing.T) {
 		{"truncated", good[:len(good)-5], 200},
 		{"html", "<html><body>login</body></html>", 200},
 		{"keys not an array", `{"keys":"k1"}`, 200},
-		{"array", `[` + vtECJWK("k1", k1, "ES256") + `]`, 200},
+		{"array", `[` + ecJWK("k1", k1, "ES256") + `]`, 200},
 		{"empty object", `{}`, 200},
 		{"no keys", `{"keys":[]}`, 200},
 		{"only encryption keys", strings.Replace(good, `"use":"sig"`, `"use":"enc"`, 1), 200},
@@ -390,10 +377,10 @@ func TestJWKSOctKeyRefused(t *testing.T) {
 	k1 := jtKey(t)
 	secret := []byte(strings.Repeat("k", 64))
 	oct := `{"kty":"oct","kid":"h1","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
-	srv := newJTServer(t, 200, jtSet(oct, vtECJWK("e1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(oct, ecJWK("e1", k1, "ES256")))
 	clock := newTestClock()
 	hsTok := func(kid string) string {
-		return vtSignRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256","kid":"`+kid+`"}`, vtBase().String())
+		return signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256","kid":"`+kid+`"}`, rawPayload().String())
 	}
 	derived := jtValidator(t, "jwks-oct-derived", clock, srv.URL, nil)
 	explicit := jtValidator(t, "jwks-oct-explicit", clock, srv.URL, func(v *Validator) { v.Algorithms = []string{"HS256", "ES256"} })
@@ -422,8 +409,8 @@ func TestJWKSUnusableKeySkipped(t *testing.T) {
 	srv := newJTServer(t, 200, jtSet(
 		`{"kty":"XYZ","kid":"odd"}`,
 		`{"kty":"EC","crv":"P-256","kid":"broken","x":"AAAA","y":"AAAA"}`,
-		vtECJWK("wrongalg", k1, "RS256"),
-		vtECJWK("k1", k1, "ES256"),
+		ecJWK("wrongalg", k1, "RS256"),
+		ecJWK("k1", k1, "ES256"),
 	))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-skip", clock, srv.URL, nil)
@@ -434,7 +421,7 @@ func TestJWKSUnusableKeySkipped(t *testing.T) {
 func TestJWKSOversizedBody(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	good := jtSet(ecJWK("k1", k1, "ES256"))
 	const limit = 4096
 	srv := newJTServer(t, 200, good)
 	clock := newTestClock()
@@ -468,7 +455,7 @@ func TestJWKSOversizedBody(t *testing.T) {
 func TestJWKSRedirects(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	good := jtSet(ecJWK("k1", k1, "ES256"))
 	clock := newTestClock()
 
 	other := newJTServer(t, 200, good)
@@ -503,31 +490,31 @@ func TestJWKSRedirects(t *testing.T) {
 func TestCheapChecksBeforeFetch(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-cheap", clock, srv.URL, func(v *Validator) { v.Types = []string{"at+jwt"} })
 	srv.expectHits(t, 1, "after provision")
-	es := func(hdr string, pl vtObj) string { return vtSignRaw(t, jwt.SigningMethodES256, k1, hdr, pl.String()) }
+	es := func(hdr string, pl rawObject) string { return signRaw(t, jwt.SigningMethodES256, k1, hdr, pl.String()) }
 	const unk = `{"alg":"ES256","typ":"at+jwt","kid":"unknown"}`
-	b := vtBase()
+	b := rawPayload()
 	for _, tc := range []struct {
 		name string
 		tok  string
 	}{
-		{"expired", es(unk, b.set("exp", vtUnix(-time.Hour)))},
+		{"expired", es(unk, b.set("exp", unixAt(-time.Hour)))},
 		{"exp missing", es(unk, b.del("exp"))},
-		{"not yet valid", es(unk, b.add("nbf", vtUnix(time.Hour)))},
-		{"issued in the future", es(unk, b.set("iat", vtUnix(time.Hour)))},
+		{"not yet valid", es(unk, b.add("nbf", unixAt(time.Hour)))},
+		{"issued in the future", es(unk, b.set("iat", unixAt(time.Hour)))},
 		{"wrong iss", es(unk, b.set("iss", `"evil"`))},
 		{"wrong aud", es(unk, b.set("aud", `"evil"`))},
-		{"duplicate exp", es(unk, b.add("exp", vtUnix(time.Hour)))},
-		{"alg none", vtSeg(`{"alg":"none","typ":"at+jwt","kid":"unknown"}`) + "." + vtSeg(b.String()) + "."},
-		{"alg HS256", vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","typ":"at+jwt","kid":"unknown"}`, b.String())},
+		{"duplicate exp", es(unk, b.add("exp", unixAt(time.Hour)))},
+		{"alg none", b64url(`{"alg":"none","typ":"at+jwt","kid":"unknown"}`) + "." + b64url(b.String()) + "."},
+		{"alg HS256", signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","typ":"at+jwt","kid":"unknown"}`, b.String())},
 		{"wrong typ", es(`{"alg":"ES256","typ":"JWT","kid":"unknown"}`, b)},
 		{"crit", es(`{"alg":"ES256","typ":"at+jwt","kid":"unknown","crit":["x"]}`, b)},
 		{"4 segments", es(unk, b) + ".x"},
 		{"oversized", es(unk, b.add("pad", `"`+strings.Repeat("x", maxTokenSize)+`"`))},
-		{"payload not JSON", vtSeg(unk) + "." + vtSeg("nope") + ".AAAA"},
+		{"payload not JSON", b64url(unk) + "." + b64url("nope") + ".AAAA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			jtRefuse(t, v, tc.tok, tc.name, nil)
@@ -543,7 +530,7 @@ func TestCheapChecksBeforeFetch(t *testing.T) {
 // does) fetches nothing and starts no refresh loop; the app's Start does.
 func TestJWKSNotFetchedAtProvision(t *testing.T) {
 	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
 	a := &App{Validators: map[string]*Validator{"jwks-provision-only": v}}
 	a.now = newTestClock().Now
@@ -568,7 +555,7 @@ func TestJWKSNotFetchedAtProvision(t *testing.T) {
 func TestJWKSUsagePool(t *testing.T) {
 	t.Parallel()
 	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	mk := func() *Validator {
 		return &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
@@ -642,7 +629,7 @@ func TestJWKSRefreshErrorsLogged(t *testing.T) {
 	}
 
 	secret := base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("z", 32)))
-	srv.set(200, jtSet(`{"kty":"oct","kid":"h","k":"`+secret+`"}`, vtECJWK("e", jtKey(t), "ES256")))
+	srv.set(200, jtSet(`{"kty":"oct","kid":"h","k":"`+secret+`"}`, ecJWK("e", jtKey(t), "ES256")))
 	if err := rk.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -745,7 +732,7 @@ func TestJWKSRetryAfterStartupOutage(t *testing.T) {
 		}
 		want = min(2*want, time.Minute)
 		if sim+w.d >= upAt {
-			srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+			srv.set(200, jtSet(ecJWK("k1", k1, "ES256")))
 			up = true
 		}
 		sim += w.d
@@ -788,7 +775,7 @@ func TestJWKSRetryRealTimer(t *testing.T) {
 			t.Fatalf("retry %d waits %v, want about %v (all: %v)", i, d, base, got)
 		}
 	}
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jtSet(ecJWK("k1", k1, "ES256")))
 	for d := time.Duration(0); d != time.Duration(v.JWKSURL.RefreshInterval); {
 		d = jtWatchdog(t, waits, "the periodic wait after the recovery")
 	}
@@ -840,7 +827,7 @@ func TestJWKSUnknownKIDWait(t *testing.T) {
 		t.Fatalf("default unknown_kid_wait %v", time.Duration(d.UnknownKIDWait))
 	}
 	k1 := jtKey(t)
-	srv := newJTHangServer(t, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv := newJTHangServer(t, jtSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 
 	t.Run("bounded by unknown_kid_wait", func(t *testing.T) {
@@ -891,7 +878,7 @@ func TestJWKSKIDRequired(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("k1", k1, "ES256"), ecJWK("k2", k2, "ES256")))
 	clock := newTestClock()
 	v := jtValidator(t, "jwks-kid-required", clock, srv.URL, nil)
 	for _, k := range []*ecdsa.PrivateKey{k1, k2} {
@@ -906,7 +893,7 @@ func TestJWKSKIDRequired(t *testing.T) {
 	jtAccept(t, v, jtToken(t, k2, "k2", clock), "with its kid")
 	srv.expectHits(t, 1, "no refresh for a kid-less token")
 
-	srv2 := newJTServer(t, 200, jtSet(vtECJWK("e", k1, "ES256"), vtECJWK("p384", ecKeyP384(t), "ES384")))
+	srv2 := newJTServer(t, 200, jtSet(ecJWK("e", k1, "ES256"), ecJWK("p384", ecKeyP384(t), "ES384")))
 	v2 := jtValidator(t, "jwks-kid-one-per-alg", clock, srv2.URL, nil)
 	jtAccept(t, v2, jtToken(t, k1, "", clock), "kid-less token, one ES256 key")
 }
@@ -924,7 +911,7 @@ func ecKeyP384(t *testing.T) *ecdsa.PrivateKey {
 func TestJWKSDuplicateKIDWarned(t *testing.T) {
 	t.Parallel()
 	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("dup", k1, "ES256"), vtECJWK("ok", k1, "ES256"), vtECJWK("dup", k2, "ES256"), vtECJWK("dup", k2, "ES256")))
+	srv := newJTServer(t, 200, jtSet(ecJWK("dup", k1, "ES256"), ecJWK("ok", k1, "ES256"), ecJWK("dup", k2, "ES256"), ecJWK("dup", k2, "ES256")))
 	core, logs := observer.New(zapcore.WarnLevel)
 	cfg := RemoteJWKS{URL: srv.URL}
 	cfg.setDefaults()
@@ -943,7 +930,7 @@ func TestJWKSDuplicateKIDWarned(t *testing.T) {
 			t.Fatalf("fields %v", f)
 		}
 	}
-	srv.set(200, jtSet(vtECJWK("a", k1, "ES256"), vtECJWK("b", k2, "ES256")))
+	srv.set(200, jtSet(ecJWK("a", k1, "ES256"), ecJWK("b", k2, "ES256")))
 	if err := rk.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
