@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,4 +420,50 @@ func multiSources() []TokenSource {
 		s[i].provision()
 	}
 	return s
+}
+
+// jwkSet wraps JWKs in a JWK Set.
+func jwkSet(jwks ...string) string { return `{"keys":[` + strings.Join(jwks, ",") + `]}` }
+
+// jwksServer is a JWKS endpoint whose answer tests change, counting requests.
+type jwksServer struct {
+	*httptest.Server
+	hits atomic.Int64
+
+	mu       sync.Mutex
+	status   int
+	body     string
+	location string // when set, answer 302 to it
+}
+
+func newJWKSServer(t *testing.T, status int, body string) *jwksServer {
+	s := &jwksServer{status: status, body: body}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		status, body, loc := s.status, s.body, s.location
+		s.mu.Unlock()
+		if loc != "" {
+			http.Redirect(w, r, loc, http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) set(status int, body string) {
+	s.mu.Lock()
+	s.status, s.body = status, body
+	s.mu.Unlock()
+}
+
+func (s *jwksServer) expectHits(t *testing.T, want int64, when string) {
+	t.Helper()
+	if got := s.hits.Load(); got != want {
+		t.Fatalf("%s: %d fetches, want %d", when, got, want)
+	}
 }
