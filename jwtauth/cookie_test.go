@@ -536,7 +536,7 @@ func TestCookieKeyPersisted(t *testing.T) {
 	// a key file that exists is checked at Provision
 	v := hsValidator()
 	v.Cookie = &CookieConfig{}
-	if err := provisionErr(v); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
+	if err := provisionErr(t, &App{Validators: map[string]*Validator{"test": v}}); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
 		t.Fatalf("a short cookie.key: %v", err)
 	}
 	if err := os.WriteFile(path, make([]byte, 32), 0o600); err != nil {

@@ -837,7 +837,7 @@ func TestProvisionErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := provisionErr(tc.v)
+			err := provisionErr(t, &App{Validators: map[string]*Validator{"test": tc.v}})
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
