@@ -40,6 +40,7 @@ type verifyCase struct {
 	desc   string // substring of the error; empty: not checked
 }
 
+// runVerifyCases verifies each case's token with v, as a subtest.
 func runVerifyCases(t *testing.T, v *Validator, cases []verifyCase) {
 	t.Helper()
 	for _, tc := range cases {
@@ -77,6 +78,8 @@ func runVerifyCases(t *testing.T, v *Validator, cases []verifyCase) {
 	}
 }
 
+// rsaPEMValidator provisions a validator over rsaKey's public key file
+// with algs, and returns it with the file's path.
 func rsaPEMValidator(t *testing.T, algs ...string) (*Validator, string) {
 	testKeys(t)
 	p := writePEM(t, rsaKey.Public())
