@@ -20,6 +20,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth"
 )
 
 // ---- running Caddy ----
@@ -197,18 +199,12 @@ type plainUser struct {
 // its hash, since a new salt would be a change of the users file.
 var userHashes = map[string]string{}
 
-// writeUsers writes a users file of users at path, each with the claim
-// email LOGIN@example.com and its password hashed at bcrypt's minimum cost.
+// writeUsers writes a users file of users at path, as the CLI does, each
+// with the claim email LOGIN@example.com and its password hashed at
+// bcrypt's minimum cost.
 func writeUsers(t *testing.T, path string, users ...plainUser) {
 	t.Helper()
-	type u struct {
-		Login    string          `json:"login"`
-		Hash     string          `json:"password_hash"`
-		UserID   json.Number     `json:"user_id"`
-		Disabled bool            `json:"disabled,omitempty"`
-		Claims   json.RawMessage `json:"claims,omitempty"`
-	}
-	var list []u
+	var uf jwtauth.UsersFile
 	for _, x := range users {
 		h, ok := userHashes[x.password]
 		if !ok {
@@ -219,11 +215,10 @@ func writeUsers(t *testing.T, path string, users ...plainUser) {
 			h = string(b)
 			userHashes[x.password] = h
 		}
-		list = append(list, u{Login: x.login, Hash: h, UserID: json.Number(x.userID), Disabled: x.disabled,
+		uf.Users = append(uf.Users, jwtauth.User{Login: x.login, PasswordHash: h, UserID: json.Number(x.userID), Disabled: x.disabled,
 			Claims: json.RawMessage(`{"email":"` + x.login + `@example.com"}`)})
 	}
-	b, _ := json.Marshal(map[string]any{"users": list})
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := uf.Save(path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -29,10 +29,11 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
 // ---- clock and provisioning ----
