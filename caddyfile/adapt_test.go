@@ -106,41 +106,6 @@ func TestDirectiveOrder(t *testing.T) {
 	}
 }
 
-// adaptedHandlers adapts the Caddyfile cf and lists the handlers of its
-// routes, in order.
-func adaptedHandlers(t *testing.T, cf string) []string {
-	t.Helper()
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []struct {
-						Handle []struct {
-							Handler string `json:"handler"`
-						} `json:"handle"`
-					} `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var order []string
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			for _, h := range r.Handle {
-				order = append(order, h.Handler)
-			}
-		}
-	}
-	return order
-}
-
 // validatorCaddyfile wraps validator options in a complete Caddyfile; the
 // options start on line 5.
 func validatorCaddyfile(opts string) string {
@@ -231,16 +196,6 @@ func TestCaddyfileErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hermeticHome points Caddy's data and config directories at a temporary
-// directory for the test.
-func hermeticHome(t *testing.T) {
-	t.Helper()
-	dir := t.TempDir()
-	t.Setenv("HOME", dir)
-	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
-	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 }
 
 // provisionCaddyfile adapts a Caddyfile and provisions (without starting)

@@ -1,16 +1,9 @@
 package caddyfile_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,15 +23,15 @@ import (
 // tokens expire a day from now.
 
 const (
-	e2eSecret = "e2e-secret-0123456789abcdef-0123456789"
-	e2eSite   = "https://caddy.localhost:9101"
+	webSecret     = "e2e-secret-0123456789abcdef-0123456789"
+	protectedSite = "https://caddy.localhost:9101"
 )
 
 // The backend echoes what reached it; the protected site proxies to it.
 // The site serves a certificate the test makes (SITE_CERT and SITE_KEY are
-// replaced by e2eLoad; caddytest's client does not verify it): one issued by
+// replaced by loadCaddyfile; caddytest's client does not verify it): one issued by
 // Caddy at start-up would race the first request.
-const e2eConfig = `{
+const authConfig = `{
 	admin localhost:2999
 	http_port 9100
 	https_port 9101
@@ -56,13 +49,13 @@ const e2eConfig = `{
 		validator web {
 			issuer https://id.e2e.test
 			audience web
-			secret ` + e2eSecret + `
+			secret ` + webSecret + `
 			cookie
 		}
 		validator api {
 			issuer https://id.e2e.test
 			audience web
-			secret ` + e2eSecret + `
+			secret ` + webSecret + `
 		}
 	}
 }
@@ -106,106 +99,48 @@ http://:9102 {
 }
 `
 
-// e2eLoad starts the config and unloads it when the test ends, which frees
-// its ports for the next test.
-func e2eLoad(t *testing.T, config string) *caddytest.Tester {
-	t.Helper()
-	hermeticHome(t)
-	if strings.Contains(config, "SITE_CERT") {
-		cert, key := e2eCertificate(t)
-		config = strings.NewReplacer("SITE_CERT", cert, "SITE_KEY", key).Replace(config)
-	}
-	tc := caddytest.NewTester(t)
-	tc.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Cleanup(func() {
-		res, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader("{\n\tadmin localhost:2999\n}\n"))
-		if err != nil {
-			t.Errorf("unloading: %v", err)
-			return
-		}
-		res.Body.Close()
-	})
-	return tc
-}
-
-// e2eCertificate writes a self-signed certificate for caddy.localhost. The
-// files end in .pem: caddytest rewrites paths ending in .crt or .key.
-func e2eCertificate(t *testing.T) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "caddy.localhost"},
-		DNSNames:     []string{"caddy.localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certPath, keyPath = filepath.Join(dir, "site-cert.pem"), filepath.Join(dir, "site-key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
-}
-
-func e2eToken(t *testing.T, sub string) string {
+// webToken is a token for validator web and user sub, valid for a day.
+func webToken(t *testing.T, sub string) string {
 	t.Helper()
 	now := time.Now()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"iss": "https://id.e2e.test", "aud": "web", "sub": sub, "email": sub + "@example.com",
 		"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
-	}).SignedString([]byte(e2eSecret))
+	}).SignedString([]byte(webSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tok
 }
 
-// e2eDo sends a request with the tester's client (and its cookie jar) to
-// path on e2eSite, or to path when it is a URL; headers alternate name and
+// doProtected sends a request with the tester's client (and its cookie jar) to
+// path on protectedSite, or to path when it is a URL; headers alternate name and
 // value, and are set verbatim.
-func e2eDo(t *testing.T, c *http.Client, method, path string, headers ...string) (*http.Response, string) {
+func doProtected(t *testing.T, c *http.Client, method, path string, headers ...string) (*http.Response, string) {
 	t.Helper()
 	if !strings.HasPrefix(path, "http") {
-		path = e2eSite + path
+		path = protectedSite + path
 	}
-	res, b, err := e2eSend(c, method, path, "", headers...)
+	res, b, err := send(c, method, path, "", headers...)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return res, b
 }
 
-func e2eExpect(t *testing.T, c *http.Client, want int, method, path string, headers ...string) (*http.Response, string) {
+// expectProtected is doProtected, failing the test unless the status is
+// want.
+func expectProtected(t *testing.T, c *http.Client, want int, method, path string, headers ...string) (*http.Response, string) {
 	t.Helper()
-	res, body := e2eDo(t, c, method, path, headers...)
+	res, body := doProtected(t, c, method, path, headers...)
 	if res.StatusCode != want {
 		t.Fatalf("%s %s: status %d, want %d; WWW-Authenticate %q; body %q", method, path, res.StatusCode, want, res.Header.Get("WWW-Authenticate"), body)
 	}
 	return res, body
 }
 
-// e2eField returns NAME's value in the backend's echo "a=1 b=2 ...".
-func e2eField(t *testing.T, body, name string) string {
+// echoField returns NAME's value in the backend's echo "a=1 b=2 ...".
+func echoField(t *testing.T, body, name string) string {
 	t.Helper()
 	for _, f := range strings.Fields(body) {
 		if k, v, ok := strings.Cut(f, "="); ok && k == name {
@@ -217,53 +152,53 @@ func e2eField(t *testing.T, body, name string) string {
 }
 
 func TestE2ERequiredAndPublic(t *testing.T) {
-	tc := e2eLoad(t, e2eConfig)
+	tc := loadCaddyfile(t, authConfig)
 	c := tc.Client
-	alice := e2eToken(t, "alice")
+	alice := webToken(t, "alice")
 
 	// required mode
-	res, _ := e2eExpect(t, c, http.StatusUnauthorized, "GET", "/")
+	res, _ := expectProtected(t, c, http.StatusUnauthorized, "GET", "/")
 	if got := res.Header.Get("WWW-Authenticate"); got != `Bearer realm="restricted"` {
 		t.Fatalf("WWW-Authenticate %q", got)
 	}
-	res, _ = e2eExpect(t, c, http.StatusUnauthorized, "GET", "/", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
+	res, _ = expectProtected(t, c, http.StatusUnauthorized, "GET", "/", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
 	if got := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="restricted", error="invalid_token", error_description=`) {
 		t.Fatalf("WWW-Authenticate %q", got)
 	}
-	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
-	if e2eField(t, body, "user") != "alice" {
+	_, body := expectProtected(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("backend saw %q", body)
 	}
 
 	// public mode
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/page")
-	if e2eField(t, body, "user") != "" {
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "/public/page")
+	if echoField(t, body, "user") != "" {
 		t.Fatalf("anonymous request reached the backend as %q", body)
 	}
-	e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer not.a.token")
-	e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Bearer "+alice)
-	if e2eField(t, body, "user") != "alice" {
+	expectProtected(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer not.a.token")
+	expectProtected(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", "Bearer "+alice[:len(alice)-4]+"AAAA")
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Bearer "+alice)
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("backend saw %q", body)
 	}
 }
 
 func TestE2EForwardedHeaders(t *testing.T) {
-	tc := e2eLoad(t, e2eConfig)
+	tc := loadCaddyfile(t, authConfig)
 	c := tc.Client
-	alice := e2eToken(t, "alice")
+	alice := webToken(t, "alice")
 	// Caddy drops x_user_id itself here; jwt_auth must drop the rest
 	spoof := []string{"X-User-Id", "eve", "X-USER-ID", "mallory", "X-User-Email", "eve@evil.example", "X-Jwt-Payload", "e30"}
 
-	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/", append([]string{"Authorization", "Bearer " + alice}, spoof...)...)
+	_, body := expectProtected(t, c, http.StatusOK, "GET", "/", append([]string{"Authorization", "Bearer " + alice}, spoof...)...)
 	// spoofed copies would be joined: "alice,eve,mallory"
-	if got := e2eField(t, body, "user"); got != "alice" {
+	if got := echoField(t, body, "user"); got != "alice" {
 		t.Fatalf("backend's X-User-Id %q: %q", got, body)
 	}
-	if got := e2eField(t, body, "email"); got != "alice@example.com" {
+	if got := echoField(t, body, "email"); got != "alice@example.com" {
 		t.Fatalf("backend's X-User-Email %q: %q", got, body)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(e2eField(t, body, "payload"))
+	payload, err := base64.RawURLEncoding.DecodeString(echoField(t, body, "payload"))
 	if err != nil {
 		t.Fatalf("payload header: %v in %q", err, body)
 	}
@@ -272,38 +207,38 @@ func TestE2EForwardedHeaders(t *testing.T) {
 		t.Fatalf("payload %s (%v)", payload, err)
 	}
 	// without strip_token the token goes on to the backend
-	if got := e2eField(t, body, "auth"); got != "Bearer" {
+	if got := echoField(t, body, "auth"); got != "Bearer" {
 		t.Fatalf("Authorization at the backend: %q", got)
 	}
 
 	// the public, anonymous path strips the spoofed headers too
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/public/x", spoof...)
-	if e2eField(t, body, "user") != "" || e2eField(t, body, "email") != "" || e2eField(t, body, "payload") != "" {
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "/public/x", spoof...)
+	if echoField(t, body, "user") != "" || echoField(t, body, "email") != "" || echoField(t, body, "payload") != "" {
 		t.Fatalf("spoofed identity reached the backend anonymously: %q", body)
 	}
 
 	// where Caddy lets underscore spellings through, jwt_auth drops them,
 	// authenticated or anonymous
 	under := []string{"x_user_id", "eve", "x_user_email", "eve@evil.example"}
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "http://localhost:9103/", append([]string{"Authorization", "Bearer " + alice}, under...)...)
-	if e2eField(t, body, "user") != "alice" || e2eField(t, body, "email") != "alice@example.com" || e2eField(t, body, "under") != "|" {
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "http://localhost:9103/", append([]string{"Authorization", "Bearer " + alice}, under...)...)
+	if echoField(t, body, "user") != "alice" || echoField(t, body, "email") != "alice@example.com" || echoField(t, body, "under") != "|" {
 		t.Fatalf("backend saw %q", body)
 	}
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "http://localhost:9103/", under...)
-	if e2eField(t, body, "user") != "" || e2eField(t, body, "email") != "" || e2eField(t, body, "under") != "|" {
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "http://localhost:9103/", under...)
+	if echoField(t, body, "user") != "" || echoField(t, body, "email") != "" || echoField(t, body, "under") != "|" {
 		t.Fatalf("backend saw %q", body)
 	}
 }
 
 func TestE2ECookieMode(t *testing.T) {
-	tc := e2eLoad(t, e2eConfig)
+	tc := loadCaddyfile(t, authConfig)
 	c := tc.Client
-	site, _ := url.Parse(e2eSite + "/")
-	alice, bob := e2eToken(t, "alice"), e2eToken(t, "bob")
+	site, _ := url.Parse(protectedSite + "/")
+	alice, bob := webToken(t, "alice"), webToken(t, "bob")
 
 	// 1. header authentication sets the identity cookie
-	res, body := e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
-	if e2eField(t, body, "user") != "alice" {
+	res, body := expectProtected(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+alice)
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("backend saw %q", body)
 	}
 	set := res.Header.Values("Set-Cookie")
@@ -321,8 +256,8 @@ func TestE2ECookieMode(t *testing.T) {
 	}
 
 	// 2. the cookie alone authenticates, and is not re-set
-	res, body = e2eExpect(t, c, http.StatusOK, "GET", "/")
-	if e2eField(t, body, "user") != "alice" {
+	res, body = expectProtected(t, c, http.StatusOK, "GET", "/")
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("cookie request reached the backend as %q", body)
 	}
 	if got := res.Header.Values("Set-Cookie"); len(got) != 0 {
@@ -330,20 +265,20 @@ func TestE2ECookieMode(t *testing.T) {
 	}
 
 	// 3. cross-origin unsafe requests carried by the cookie are refused
-	res, _ = e2eExpect(t, c, http.StatusForbidden, "POST", "/", "Origin", "https://evil.example")
+	res, _ = expectProtected(t, c, http.StatusForbidden, "POST", "/", "Origin", "https://evil.example")
 	if got := res.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
 		t.Fatalf("WWW-Authenticate %q", got)
 	}
-	e2eExpect(t, c, http.StatusForbidden, "POST", "/", "Sec-Fetch-Site", "cross-site")
-	e2eExpect(t, c, http.StatusForbidden, "DELETE", "/", "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
-	_, body = e2eExpect(t, c, http.StatusOK, "POST", "/", "Origin", e2eSite, "Sec-Fetch-Site", "same-origin")
-	if e2eField(t, body, "user") != "alice" {
+	expectProtected(t, c, http.StatusForbidden, "POST", "/", "Sec-Fetch-Site", "cross-site")
+	expectProtected(t, c, http.StatusForbidden, "DELETE", "/", "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
+	_, body = expectProtected(t, c, http.StatusOK, "POST", "/", "Origin", protectedSite, "Sec-Fetch-Site", "same-origin")
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("same-origin POST reached the backend as %q", body)
 	}
-	e2eExpect(t, c, http.StatusOK, "GET", "/", "Sec-Fetch-Site", "cross-site")
+	expectProtected(t, c, http.StatusOK, "GET", "/", "Sec-Fetch-Site", "cross-site")
 	// a header token is not ambient: no origin check
-	_, body = e2eExpect(t, c, http.StatusOK, "POST", "/", "Authorization", "Bearer "+alice, "Sec-Fetch-Site", "cross-site")
-	if e2eField(t, body, "user") != "alice" {
+	_, body = expectProtected(t, c, http.StatusOK, "POST", "/", "Authorization", "Bearer "+alice, "Sec-Fetch-Site", "cross-site")
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("backend saw %q", body)
 	}
 
@@ -351,22 +286,22 @@ func TestE2ECookieMode(t *testing.T) {
 	if jar := c.Jar.Cookies(site); len(jar) != 1 {
 		t.Fatalf("cookie jar %v", jar)
 	}
-	res, body = e2eExpect(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+bob)
-	if e2eField(t, body, "user") != "bob" {
+	res, body = expectProtected(t, c, http.StatusOK, "GET", "/", "Authorization", "Bearer "+bob)
+	if echoField(t, body, "user") != "bob" {
 		t.Fatalf("header and cookie: backend saw %q", body)
 	}
 	if got := res.Header.Values("Set-Cookie"); len(got) != 1 {
 		t.Fatalf("no cookie for the header's user: %q", got)
 	}
-	_, body = e2eExpect(t, c, http.StatusOK, "GET", "/")
-	if e2eField(t, body, "user") != "bob" {
+	_, body = expectProtected(t, c, http.StatusOK, "GET", "/")
+	if echoField(t, body, "user") != "bob" {
 		t.Fatalf("after bob's login the cookie says %q", body)
 	}
 
 	// 5. a forged cookie is refused, also on the public route
 	other := caddytest.NewTester(t).Client
 	other.Jar.SetCookies(site, []*http.Cookie{{Name: "__Host-jwtauth", Value: "eyJzdWIiOiJldmUifQ.9999999999.AAAA"}})
-	e2eExpect(t, other, http.StatusUnauthorized, "GET", "/")
+	expectProtected(t, other, http.StatusUnauthorized, "GET", "/")
 }
 
 // TestE2ELoadError loads a config through the admin API whose jwt_auth
@@ -379,7 +314,7 @@ func TestE2ELoadError(t *testing.T) {
 		validator api {
 			issuer i
 			audience a
-			secret `+e2eSecret+`
+			secret `+webSecret+`
 		}
 	}
 }
@@ -393,16 +328,16 @@ http://localhost:9100 {
 // route too: 401 invalid_token, never the anonymous path. Another scheme is
 // no credential for jwt_auth.
 func TestE2EEmptyBearerOnPublicRoute(t *testing.T) {
-	tc := e2eLoad(t, e2eConfig)
+	tc := loadCaddyfile(t, authConfig)
 	c := tc.Client
 	for _, val := range []string{"Bearer", "Bearer ", "bearer \t "} {
-		res, body := e2eExpect(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", val)
+		res, body := expectProtected(t, c, http.StatusUnauthorized, "GET", "/public/page", "Authorization", val)
 		if got := res.Header.Get("WWW-Authenticate"); got != `Bearer realm="restricted", error="invalid_token", error_description="empty token"` {
 			t.Fatalf("%q: WWW-Authenticate %q (body %q)", val, got, body)
 		}
 	}
-	_, body := e2eExpect(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Basic dXNlcjpwYXNz")
-	if e2eField(t, body, "user") != "" {
+	_, body := expectProtected(t, c, http.StatusOK, "GET", "/public/page", "Authorization", "Basic dXNlcjpwYXNz")
+	if echoField(t, body, "user") != "" {
 		t.Fatalf("backend saw %q", body)
 	}
 }
@@ -410,9 +345,9 @@ func TestE2EEmptyBearerOnPublicRoute(t *testing.T) {
 // Two identity cookies of one name are ambiguous: 400 invalid_request,
 // whichever comes first.
 func TestE2EDuplicateIdentityCookie(t *testing.T) {
-	tc := e2eLoad(t, e2eConfig)
+	tc := loadCaddyfile(t, authConfig)
 	login := func(sub string) string {
-		res, _ := e2eExpect(t, caddytest.NewTester(t).Client, http.StatusOK, "GET", "/", "Authorization", "Bearer "+e2eToken(t, sub))
+		res, _ := expectProtected(t, caddytest.NewTester(t).Client, http.StatusOK, "GET", "/", "Authorization", "Bearer "+webToken(t, sub))
 		for _, c := range res.Cookies() {
 			if c.Name == "__Host-jwtauth" {
 				return c.Value
@@ -426,13 +361,13 @@ func TestE2EDuplicateIdentityCookie(t *testing.T) {
 		"__Host-jwtauth=" + alice + "; __Host-jwtauth=" + bob,
 		"__Host-jwtauth=" + bob + "; __Host-jwtauth=" + alice,
 	} {
-		res, _ := e2eExpect(t, tc.Client, http.StatusBadRequest, "GET", "/", "Cookie", cookie)
+		res, _ := expectProtected(t, tc.Client, http.StatusBadRequest, "GET", "/", "Cookie", cookie)
 		if got := res.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
 			t.Fatalf("WWW-Authenticate %q", got)
 		}
 	}
-	_, body := e2eExpect(t, tc.Client, http.StatusOK, "GET", "/", "Cookie", "__Host-jwtauth="+alice)
-	if e2eField(t, body, "user") != "alice" {
+	_, body := expectProtected(t, tc.Client, http.StatusOK, "GET", "/", "Cookie", "__Host-jwtauth="+alice)
+	if echoField(t, body, "user") != "alice" {
 		t.Fatalf("backend saw %q", body)
 	}
 }
@@ -442,7 +377,7 @@ func TestE2EDuplicateIdentityCookie(t *testing.T) {
 // the line, the header authenticates.
 func TestE2EUnderscoreHeaderSource(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	tc := e2eLoad(t, `{
+	tc := loadCaddyfile(t, `{
 	admin localhost:2999
 	http_port 9100
 	https_port 9101
@@ -460,7 +395,7 @@ func TestE2EUnderscoreHeaderSource(t *testing.T) {
 		validator api {
 			issuer https://id.e2e.test
 			audience web
-			secret `+e2eSecret+`
+			secret `+webSecret+`
 			from_header access_token
 		}
 	}
@@ -498,10 +433,10 @@ http://localhost:9104 {
 		t.Fatalf("warning %v", w)
 	}
 
-	tok := e2eToken(t, "alice")
-	_, body := e2eExpect(t, tc.Client, http.StatusOK, "GET", "http://localhost:9103/", "access_token", tok)
+	tok := webToken(t, "alice")
+	_, body := expectProtected(t, tc.Client, http.StatusOK, "GET", "http://localhost:9103/", "access_token", tok)
 	if body != "user=alice" {
 		t.Fatalf("body %q", body)
 	}
-	e2eExpect(t, tc.Client, http.StatusUnauthorized, "GET", "http://localhost:9104/", "access_token", tok)
+	expectProtected(t, tc.Client, http.StatusUnauthorized, "GET", "http://localhost:9104/", "access_token", tok)
 }

@@ -3,11 +3,7 @@ package caddyfile_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/redistest"
 )
 
@@ -32,9 +26,9 @@ import (
 // run it with the other e2e tests under
 // `flock /tmp/jwtauth-caddytest.lock go test ./caddyfile/ -run E2ECluster`.
 
-// ce2eConfig is one node's Caddyfile: %[1]s the test directory, %[2]s the
+// clusterConfig is one node's Caddyfile: %[1]s the test directory, %[2]s the
 // node's name, %[3]d its port, %[4]s the Redis address.
-const ce2eConfig = `{
+const clusterConfig = `{
 	admin off
 	auto_https off
 	persist_config off
@@ -92,28 +86,28 @@ http://127.0.0.1:%[3]d {
 }
 `
 
-// ce2eNode is one Caddy process.
-type ce2eNode struct {
+// caddyNode is one Caddy process.
+type caddyNode struct {
 	name string
 	url  string
 	cmd  *exec.Cmd
-	log  *ce2eLog
+	log  *nodeLog
 	done chan struct{}
 }
 
-// ce2eLog collects a process's output.
-type ce2eLog struct {
+// nodeLog collects a process's output.
+type nodeLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *ce2eLog) Write(p []byte) (int, error) {
+func (l *nodeLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *ce2eLog) String() string {
+func (l *nodeLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -121,7 +115,7 @@ func (l *ce2eLog) String() string {
 
 // errorLines returns the log's Error lines that contain every one of
 // words.
-func (l *ce2eLog) errorLines(words ...string) []string {
+func (l *nodeLog) errorLines(words ...string) []string {
 	var out []string
 	for _, line := range strings.Split(l.String(), "\n") {
 		if !strings.Contains(line, `"level":"error"`) {
@@ -138,7 +132,8 @@ func (l *ce2eLog) errorLines(words ...string) []string {
 	return out
 }
 
-func ce2eFreePort(t *testing.T) int {
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,8 +143,8 @@ func ce2eFreePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// ce2eBuild builds Caddy with this module once, into dir.
-func ce2eBuild(t *testing.T, dir string) string {
+// buildCaddy builds Caddy with this module once, into dir.
+func buildCaddy(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "./xcaddy")
@@ -160,17 +155,17 @@ func ce2eBuild(t *testing.T, dir string) string {
 	return bin
 }
 
-// ce2eStart starts a node and waits until it answers HTTP; it is killed
+// startNode starts a node and waits until it answers HTTP; it is killed
 // when owner ends.
-func ce2eStart(t *testing.T, owner testing.TB, bin, dir, name, redisAddr string) *ce2eNode {
+func startNode(t *testing.T, owner testing.TB, bin, dir, name, redisAddr string) *caddyNode {
 	t.Helper()
-	port := ce2eFreePort(t)
+	port := freePort(t)
 	cfg := filepath.Join(dir, name+".caddyfile")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, ce2eConfig, dir, name, port, redisAddr), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, clusterConfig, dir, name, port, redisAddr), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	home := filepath.Join(dir, "home-"+name)
-	n := &ce2eNode{name: name, url: fmt.Sprintf("http://127.0.0.1:%d", port), log: &ce2eLog{}, done: make(chan struct{})}
+	n := &caddyNode{name: name, url: fmt.Sprintf("http://127.0.0.1:%d", port), log: &nodeLog{}, done: make(chan struct{})}
 	n.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	n.cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home+"/data", "XDG_CONFIG_HOME="+home+"/config")
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
@@ -211,20 +206,20 @@ func ce2eStart(t *testing.T, owner testing.TB, bin, dir, name, redisAddr string)
 // ready waits until the node validates its own access tokens: a node that
 // has just started answers 503 for an issuer with revoke_access_tokens
 // until its revocation feed has answered once.
-func (n *ce2eNode) ready(t *testing.T) {
+func (n *caddyNode) ready(t *testing.T) {
 	t.Helper()
 	access, _ := n.login(t, "/api", "alice")
-	ce2ePoll(t, n.name+" validates", 5*time.Second, func() bool { return n.protected("/api", access).status == 200 })
+	poll(t, n.name+" validates", 5*time.Second, func() bool { return n.protected("/api", access).status == 200 })
 }
 
 // kill ends the node with SIGKILL and waits for it.
-func (n *ce2eNode) kill() {
+func (n *caddyNode) kill() {
 	_ = n.cmd.Process.Kill()
 	<-n.done
 }
 
-// ce2eRes is an answer with its body.
-type ce2eRes struct {
+// nodeRes is an answer with its body.
+type nodeRes struct {
 	status int
 	header http.Header
 	body   string
@@ -232,29 +227,29 @@ type ce2eRes struct {
 	err    error
 }
 
-var ce2eClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+var nodeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 
 // do sends a request; headers alternate name and value. Transport errors
 // are returned in the result, not fatal: a killed node gives them.
-func (n *ce2eNode) do(method, path, body string, headers ...string) ce2eRes {
-	res, b, err := e2eSend(ce2eClient, method, n.url+path, body, headers...)
+func (n *caddyNode) do(method, path, body string, headers ...string) nodeRes {
+	res, b, err := send(nodeClient, method, n.url+path, body, headers...)
 	if res == nil {
-		return ce2eRes{err: err}
+		return nodeRes{err: err}
 	}
-	r := ce2eRes{status: res.StatusCode, header: res.Header, body: b, err: err}
+	r := nodeRes{status: res.StatusCode, header: res.Header, body: b, err: err}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		_ = json.Unmarshal([]byte(b), &r.json)
 	}
 	return r
 }
 
-func (r ce2eRes) str(field string) string {
+func (r nodeRes) str(field string) string {
 	s, _ := r.json[field].(string)
 	return s
 }
 
 // expect fails the test unless r has status want.
-func (r ce2eRes) expect(t *testing.T, what string, want int) ce2eRes {
+func (r nodeRes) expect(t *testing.T, what string, want int) nodeRes {
 	t.Helper()
 	if r.err != nil || r.status != want {
 		t.Fatalf("%s: status %d (%v), want %d; body %s", what, r.status, r.err, want, r.body)
@@ -263,7 +258,7 @@ func (r ce2eRes) expect(t *testing.T, what string, want int) ce2eRes {
 }
 
 // login authenticates on prefix and returns the access and refresh tokens.
-func (n *ce2eNode) login(t *testing.T, prefix, user string) (access, refresh string) {
+func (n *caddyNode) login(t *testing.T, prefix, user string) (access, refresh string) {
 	t.Helper()
 	r := n.do("POST", prefix+"/authenticate", `{"login":"`+user+`","password":"`+user+`-pw"}`).expect(t, n.name+" login", 200)
 	access, refresh = r.str("access_token"), r.str("refreshToken")
@@ -273,25 +268,25 @@ func (n *ce2eNode) login(t *testing.T, prefix, user string) (access, refresh str
 	return access, refresh
 }
 
-func (n *ce2eNode) refresh(prefix, rt string) ce2eRes {
+func (n *caddyNode) refresh(prefix, rt string) nodeRes {
 	return n.do("POST", prefix+"/update/access-token", `{}`, "refreshToken", rt)
 }
 
-func (n *ce2eNode) rotate(prefix, rt, access string) ce2eRes {
+func (n *caddyNode) rotate(prefix, rt, access string) nodeRes {
 	return n.do("POST", prefix+"/update/refresh-token", `{}`, "refreshToken", rt, "Authorization", "Bearer "+access)
 }
 
-func (n *ce2eNode) revoke(prefix, rt string) ce2eRes {
+func (n *caddyNode) revoke(prefix, rt string) nodeRes {
 	return n.do("POST", prefix+"/revoke/token", `{}`, "refreshToken", rt)
 }
 
-func (n *ce2eNode) protected(prefix, access string) ce2eRes {
+func (n *caddyNode) protected(prefix, access string) nodeRes {
 	return n.do("GET", prefix+"/protected", "", "Authorization", "Bearer "+access)
 }
 
-// ce2ePoll calls f every 10ms until it returns true, and returns how long
+// poll calls f every 10ms until it returns true, and returns how long
 // that took; it fails the test after limit.
-func ce2ePoll(t *testing.T, what string, limit time.Duration, f func() bool) time.Duration {
+func poll(t *testing.T, what string, limit time.Duration, f func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -305,58 +300,26 @@ func ce2ePoll(t *testing.T, what string, limit time.Duration, f func() bool) tim
 	return time.Since(start)
 }
 
-func ce2eWriteKey(t *testing.T, path string) {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ce2eWriteUsers(t *testing.T, path string, logins ...string) {
-	t.Helper()
-	type user struct {
-		Login  string      `json:"login"`
-		Hash   string      `json:"password_hash"`
-		UserID json.Number `json:"user_id"`
-	}
-	var users []user
-	for i, l := range logins {
-		h, err := bcrypt.GenerateFromPassword([]byte(l+"-pw"), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, user{Login: l, Hash: string(h), UserID: json.Number(fmt.Sprint(i + 1))})
-	}
-	b, _ := json.Marshal(map[string]any{"users": users})
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestE2ECluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Caddy and runs two processes")
 	}
 	srv := redistest.Start(t, redistest.TCP())
 	dir := t.TempDir()
-	bin := ce2eBuild(t, dir)
+	bin := buildCaddy(t, dir)
 	var logins []string
 	for i := range 40 {
 		logins = append(logins, fmt.Sprintf("user%02d", i))
 	}
-	ce2eWriteUsers(t, filepath.Join(dir, "users.json"), append(logins, "alice", "bob", "carol")...)
-	ce2eWriteKey(t, filepath.Join(dir, "main.pem"))
-	ce2eWriteKey(t, filepath.Join(dir, "plain.pem"))
-	a := ce2eStart(t, t, bin, dir, "A", srv.Addr())
-	b := ce2eStart(t, t, bin, dir, "B", srv.Addr())
+	var users []plainUser
+	for i, l := range append(logins, "alice", "bob", "carol") {
+		users = append(users, plainUser{login: l, password: l + "-pw", userID: fmt.Sprint(i + 1)})
+	}
+	writeUsers(t, filepath.Join(dir, "users.json"), users...)
+	writeSigningKey(t, filepath.Join(dir, "main.pem"))
+	writeSigningKey(t, filepath.Join(dir, "plain.pem"))
+	a := startNode(t, t, bin, dir, "A", srv.Addr())
+	b := startNode(t, t, bin, dir, "B", srv.Addr())
 	top := t
 	a.ready(t)
 	b.ready(t)
@@ -379,7 +342,7 @@ func TestE2ECluster(t *testing.T) {
 		access, rt := a.login(t, "/api", "bob")
 		const each = 50
 		var wg sync.WaitGroup
-		res := make([]ce2eRes, 2*each)
+		res := make([]nodeRes, 2*each)
 		start := make(chan struct{})
 		for i := range res {
 			n := a
@@ -427,7 +390,7 @@ func TestE2ECluster(t *testing.T) {
 		// Within the 2s grace the replaced token refreshes; the first
 		// refusal marks the end of the window: a reuse, which ends the
 		// family.
-		ce2ePoll(t, "the replaced token refused on B", 10*time.Second, func() bool {
+		poll(t, "the replaced token refused on B", 10*time.Second, func() bool {
 			r := b.refresh("/api", rt)
 			if r.status != 200 && r.status != 401 {
 				t.Fatalf("replaced token on B: %d %s", r.status, r.body)
@@ -444,7 +407,7 @@ func TestE2ECluster(t *testing.T) {
 		access, rt := a.login(t, "/api", "alice")
 		a.protected("/api", access).expect(t, "before revoke", 200)
 		b.revoke("/api", rt).expect(t, "revoke on B", 200)
-		d := ce2ePoll(t, "A refuses the revoked session's access token", 2*time.Second, func() bool {
+		d := poll(t, "A refuses the revoked session's access token", 2*time.Second, func() bool {
 			r := a.protected("/api", access)
 			if r.status != 200 && r.status != 401 {
 				t.Fatalf("protected on A: %d %s", r.status, r.body)
@@ -518,11 +481,11 @@ func TestE2ECluster(t *testing.T) {
 				loginMu.Unlock()
 			}
 		})
-		ce2ePoll(t, "load under way", 10*time.Second, func() bool { return acked.Load() > 200 })
+		poll(t, "load under way", 10*time.Second, func() bool { return acked.Load() > 200 })
 		a.kill()
 		killed.Store(true)
 		n := acked.Load()
-		ce2ePoll(t, "B serving after the kill", 10*time.Second, func() bool { return bAfterKill.Load() > 100 })
+		poll(t, "B serving after the kill", 10*time.Second, func() bool { return bAfterKill.Load() > 100 })
 		cancel()
 		wg.Wait()
 		close(errs)
@@ -543,7 +506,7 @@ func TestE2ECluster(t *testing.T) {
 			b.refresh("/api", rt).expect(t, fmt.Sprintf("login %d acknowledged by A, on B", i), 200)
 		}
 		t.Logf("%d rotations acknowledged before the kill, %d by B after it, %d logins by A", n, bAfterKill.Load(), len(ackedLogins))
-		a = ce2eStart(t, top, bin, dir, "A2", srv.Addr())
+		a = startNode(t, top, bin, dir, "A2", srv.Addr())
 		a.ready(t)
 	})
 
@@ -562,7 +525,7 @@ func TestE2ECluster(t *testing.T) {
 				srv.Resume()
 			}
 		}()
-		for _, n := range []*ce2eNode{a, b} {
+		for _, n := range []*caddyNode{a, b} {
 			start := time.Now()
 			r := n.do("POST", "/api/authenticate", `{"login":"alice","password":"alice-pw"}`)
 			if r.status != 503 || r.json["error"] == nil {
@@ -579,8 +542,8 @@ func TestE2ECluster(t *testing.T) {
 		}
 		// With revoke_access_tokens, validation answers 503 once the feed
 		// has been silent for max_staleness (1s).
-		for _, n := range []*ce2eNode{a, b} {
-			ce2ePoll(t, "503 from rev validation on "+n.name, 3*time.Second, func() bool {
+		for _, n := range []*caddyNode{a, b} {
+			poll(t, "503 from rev validation on "+n.name, 3*time.Second, func() bool {
 				r := n.protected("/api", revAccess)
 				switch r.status {
 				case 200:
@@ -602,8 +565,8 @@ func TestE2ECluster(t *testing.T) {
 		}
 		srv.Resume()
 		resumed = true
-		for _, n := range []*ce2eNode{a, b} {
-			ce2ePoll(t, n.name+" recovers", 5*time.Second, func() bool {
+		for _, n := range []*caddyNode{a, b} {
+			poll(t, n.name+" recovers", 5*time.Second, func() bool {
 				return n.protected("/api", revAccess).status == 200 && n.refresh("/api", revRT).status == 200
 			})
 		}
@@ -612,20 +575,20 @@ func TestE2ECluster(t *testing.T) {
 	t.Run("Redis restarted empty: Error log, older access tokens refused", func(t *testing.T) {
 		access, _ := a.login(t, "/api", "bob")
 		b.protected("/api", access).expect(t, "before the restart", 200)
-		before := map[*ce2eNode]int{a: len(a.log.errorLines()), b: len(b.log.errorLines())}
+		before := map[*caddyNode]int{a: len(a.log.errorLines()), b: len(b.log.errorLines())}
 		srv.Restart()
-		for _, n := range []*ce2eNode{a, b} {
-			ce2ePoll(t, n.name+" logs the loss at Error", 10*time.Second, func() bool {
+		for _, n := range []*caddyNode{a, b} {
+			poll(t, n.name+" logs the loss at Error", 10*time.Second, func() bool {
 				return len(n.log.errorLines("main")) > 0 && len(n.log.errorLines()) > before[n]
 			})
-			ce2ePoll(t, n.name+" refuses the older access token", 5*time.Second, func() bool {
+			poll(t, n.name+" refuses the older access token", 5*time.Second, func() bool {
 				return n.protected("/api", access).status == 401
 			})
 		}
 		// Logins after the restart work, and their access tokens are
 		// accepted everywhere (once they are issued after the moment each
 		// node noticed the loss).
-		ce2ePoll(t, "a token issued after the restart accepted on both nodes", 5*time.Second, func() bool {
+		poll(t, "a token issued after the restart accepted on both nodes", 5*time.Second, func() bool {
 			r := a.do("POST", "/api/authenticate", `{"login":"bob","password":"bob-pw"}`)
 			if r.status != 200 {
 				return false

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -58,18 +57,8 @@ func exampleEnv(t *testing.T) {
 	t.Setenv("JWTAUTH_DATA", t.TempDir())
 	t.Setenv("JWTAUTH_USERS", "examples/users.json")
 	t.Setenv("REDIS_PASSWORD", "example-redis-password")
-	_, signing, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(signing)
-	if err != nil {
-		t.Fatal(err)
-	}
 	keyFile := filepath.Join(t.TempDir(), "signing.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeSigningKey(t, keyFile)
 	t.Setenv("JWTAUTH_KEY_FILE", keyFile)
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
@@ -95,9 +84,7 @@ func exampleEnv(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writePEMFile(t, filepath.Join(dir, name), "PUBLIC KEY", der)
 	}
 }
 

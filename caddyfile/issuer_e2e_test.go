@@ -2,7 +2,6 @@ package caddyfile_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // End-to-end tests of jwt_issuer in a real Caddy (caddytest, admin on
@@ -20,13 +18,13 @@ import (
 // `flock /tmp/caddytest.lock go test ./caddyfile/ -run E2EIssuer`.
 
 const (
-	ie2eSite  = "http://localhost:9110"
-	ie2eProxy = "http://localhost:9112"
+	issuerSite  = "http://localhost:9110"
+	proxiedSite = "http://localhost:9112"
 )
 
-// ie2eConfig is the Caddyfile; %[1]s is a directory with users.json and the
+// issuerConfig is the Caddyfile; %[1]s is a directory with users.json and the
 // stores, %[2]s varies to force a reload.
-const ie2eConfig = `{
+const issuerConfig = `{
 	admin localhost:2999
 	http_port 9110
 	https_port 9111
@@ -110,104 +108,22 @@ http://localhost:9112 {
 }
 `
 
-var ie2eHashes = map[string]string{}
-
-type ie2eUser struct {
-	login, password, userID string
-	disabled                bool
-}
-
-func ie2eWriteUsers(t *testing.T, dir string, users ...ie2eUser) {
+// loadIssuer loads the config and unloads it at the end of the test.
+func loadIssuer(t *testing.T, dir, period string) {
 	t.Helper()
-	type u struct {
-		Login    string          `json:"login"`
-		Hash     string          `json:"password_hash"`
-		UserID   json.Number     `json:"user_id"`
-		Disabled bool            `json:"disabled,omitempty"`
-		Claims   json.RawMessage `json:"claims,omitempty"`
-	}
-	var list []u
-	for _, x := range users {
-		// an unchanged password keeps its hash: a new salt is a change
-		h, ok := ie2eHashes[x.password]
-		if !ok {
-			b, err := bcrypt.GenerateFromPassword([]byte(x.password), bcrypt.MinCost)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h = string(b)
-			ie2eHashes[x.password] = h
-		}
-		list = append(list, u{Login: x.login, Hash: h, UserID: json.Number(x.userID), Disabled: x.disabled,
-			Claims: json.RawMessage(`{"email":"` + x.login + `@example.com"}`)})
-	}
-	b, _ := json.Marshal(map[string]any{"users": list})
-	if err := os.WriteFile(filepath.Join(dir, "users.json"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// ie2eLoad loads the config and unloads it at the end of the test.
-func ie2eLoad(t *testing.T, dir, period string) {
-	t.Helper()
-	e2eLoad(t, fmt.Sprintf(ie2eConfig, dir, period))
-}
-
-// ie2eClient sends requests without a cookie jar: cookies are explicit.
-type ie2eClient struct {
-	t *testing.T
-	c *http.Client
-}
-
-type ie2eRes struct {
-	*http.Response
-	body string
-}
-
-// do sends a request; headers alternate name and value.
-func (c ie2eClient) do(method, url, body string, headers ...string) ie2eRes {
-	c.t.Helper()
-	res, b, err := e2eSend(c.c, method, url, body, headers...)
-	if res == nil { // a failed read of the body is not the test's concern
-		c.t.Fatalf("%s %s: %v", method, url, err)
-	}
-	return ie2eRes{res, b}
-}
-
-// expect checks the status and decodes a JSON body.
-func (r ie2eRes) expect(t *testing.T, status int) map[string]any {
-	t.Helper()
-	if r.StatusCode != status {
-		t.Fatalf("%s %s: status %d, want %d; body %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, status, r.body)
-	}
-	var m map[string]any
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") && r.body != "" {
-		if err := json.Unmarshal([]byte(r.body), &m); err != nil {
-			t.Fatalf("body %q: %v", r.body, err)
-		}
-	}
-	return m
-}
-
-func (r ie2eRes) cookie(name string) *http.Cookie {
-	for _, c := range r.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	loadCaddyfile(t, fmt.Sprintf(issuerConfig, dir, period))
 }
 
 func TestE2EIssuer(t *testing.T) {
 	dir := t.TempDir()
-	ie2eWriteUsers(t, dir,
-		ie2eUser{"alice", "alice-pw", "7", false},
-		ie2eUser{"bob", "bob-pw", "8", false},
-		ie2eUser{"carol", "carol-pw", "9", false},
-		ie2eUser{"dave", "dave-pw", "10", false},
+	writeUsers(t, filepath.Join(dir, "users.json"),
+		plainUser{"alice", "alice-pw", "7", false},
+		plainUser{"bob", "bob-pw", "8", false},
+		plainUser{"carol", "carol-pw", "9", false},
+		plainUser{"dave", "dave-pw", "10", false},
 	)
-	ie2eLoad(t, dir, "1m")
-	c := ie2eClient{t, &http.Client{Transport: caddytest.CreateTestingTransport()}}
+	loadIssuer(t, dir, "1m")
+	c := apiClient{t, &http.Client{Transport: caddytest.CreateTestingTransport()}}
 	var secrets []string // every refresh token handed out
 
 	t.Run("odoo_jwt flow", func(t *testing.T) {
@@ -215,7 +131,7 @@ func TestE2EIssuer(t *testing.T) {
 			for _, browser := range []bool{false, true} {
 				name := fmt.Sprintf("jsonrpc=%v/browser=%v", envelope, browser)
 				t.Run(name, func(t *testing.T) {
-					secrets = append(secrets, ie2eFlow(t, c, envelope, browser)...)
+					secrets = append(secrets, runIssuerFlow(t, c, envelope, browser)...)
 				})
 			}
 		}
@@ -223,17 +139,17 @@ func TestE2EIssuer(t *testing.T) {
 
 	t.Run("access token revocation", func(t *testing.T) {
 		for _, prefix := range []string{"/api", "/rev"} {
-			m := c.do("POST", ie2eSite+prefix+"/authenticate", `{"login":"bob","password":"bob-pw"}`).expect(t, 200)
+			m := c.do("POST", issuerSite+prefix+"/authenticate", `{"login":"bob","password":"bob-pw"}`).expect(t, 200)
 			access, rt := m["access_token"].(string), m["refreshToken"].(string)
 			secrets = append(secrets, rt)
-			protected := ie2eSite + "/api/protected/json"
+			protected := issuerSite + "/api/protected/json"
 			if prefix == "/rev" {
-				protected = ie2eSite + "/rev/protected"
+				protected = issuerSite + "/rev/protected"
 			}
 			for range 2 { // the second is a token-cache hit
 				c.do("GET", protected, "", "Authorization", "Bearer "+access).expect(t, 200)
 			}
-			c.do("POST", ie2eSite+prefix+"/revoke/token", `{}`, "refreshToken", rt).expect(t, 200)
+			c.do("POST", issuerSite+prefix+"/revoke/token", `{}`, "refreshToken", rt).expect(t, 200)
 			want := 200 // odoo_jwt: the access token lives until exp
 			if prefix == "/rev" {
 				want = 401 // revoke_access_tokens
@@ -245,50 +161,50 @@ func TestE2EIssuer(t *testing.T) {
 	})
 
 	t.Run("cross-origin cookie refused", func(t *testing.T) {
-		m := c.do("POST", ie2eSite+"/api/authenticate", `{"login":"alice","password":"alice-pw"}`).expect(t, 200)
+		m := c.do("POST", issuerSite+"/api/authenticate", `{"login":"alice","password":"alice-pw"}`).expect(t, 200)
 		rt := m["refreshToken"].(string)
 		secrets = append(secrets, rt)
 		cookie := "refreshToken=" + rt
 		for _, p := range []string{"/update/access-token", "/update/refresh-token", "/revoke/token"} {
-			m := c.do("POST", ie2eSite+"/api"+p, `{}`, "Cookie", cookie, "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site").expect(t, 403)
+			m := c.do("POST", issuerSite+"/api"+p, `{}`, "Cookie", cookie, "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site").expect(t, 403)
 			if m["error"] != "invalid_request" {
 				t.Fatalf("%s: %v", p, m)
 			}
 		}
-		c.do("POST", ie2eSite+"/api/update/access-token", `{}`, "Cookie", cookie, "Origin", ie2eSite, "Sec-Fetch-Site", "same-origin").expect(t, 200)
+		c.do("POST", issuerSite+"/api/update/access-token", `{}`, "Cookie", cookie, "Origin", issuerSite, "Sec-Fetch-Site", "same-origin").expect(t, 200)
 	})
 
 	t.Run("protocol errors", func(t *testing.T) {
-		r := c.do("GET", ie2eSite+"/api/authenticate", "")
+		r := c.do("GET", issuerSite+"/api/authenticate", "")
 		r.expect(t, 405)
 		if r.Header.Get("Allow") != "POST" {
 			t.Fatalf("Allow %q", r.Header.Get("Allow"))
 		}
-		c.do("POST", ie2eSite+"/api/authenticate", `{"login":"alice","password":"x","pad":"`+strings.Repeat("a", 70000)+`"}`).expect(t, 413)
-		r = c.do("POST", ie2eSite+"/api/authenticate", "login=alice", "Content-Type", "text/plain")
+		c.do("POST", issuerSite+"/api/authenticate", `{"login":"alice","password":"x","pad":"`+strings.Repeat("a", 70000)+`"}`).expect(t, 413)
+		r = c.do("POST", issuerSite+"/api/authenticate", "login=alice", "Content-Type", "text/plain")
 		r.expect(t, 415)
-		c.do("POST", ie2eSite+"/api/authenticate", `{"login":`).expect(t, 400)
-		if r := c.do("GET", ie2eSite+"/api/other", ""); r.StatusCode != 404 || r.body != "next /api/other" {
+		c.do("POST", issuerSite+"/api/authenticate", `{"login":`).expect(t, 400)
+		if r := c.do("GET", issuerSite+"/api/other", ""); r.StatusCode != 404 || r.body != "next /api/other" {
 			t.Fatalf("other path: %d %q", r.StatusCode, r.body)
 		}
-		r = c.do("GET", ie2eSite+"/api/login", "")
+		r = c.do("GET", issuerSite+"/api/login", "")
 		if r.StatusCode != 200 || r.Header.Get("Content-Security-Policy") == "" || !strings.Contains(r.body, "<html") {
 			t.Fatalf("console: %d", r.StatusCode)
 		}
-		m := c.do("GET", ie2eSite+"/api/.well-known/jwks.json", "").expect(t, 200)
+		m := c.do("GET", issuerSite+"/api/.well-known/jwks.json", "").expect(t, 200)
 		if m != nil {
 			t.Fatal("unexpected JSON content type")
 		}
-		c.do("GET", ie2eSite+"/rev/.well-known/jwks.json", "").expect(t, 404) // HS256: nothing to publish
+		c.do("GET", issuerSite+"/rev/.well-known/jwks.json", "").expect(t, 404) // HS256: nothing to publish
 	})
 
 	t.Run("login limit ignores X-Forwarded-For without trusted proxies", func(t *testing.T) {
 		for i := range 3 {
-			c.do("POST", ie2eSite+"/limited/authenticate", `{"login":"carol","password":"wrong"}`, "X-Forwarded-For", fmt.Sprintf("10.0.0.%d", i)).expect(t, 401)
+			c.do("POST", issuerSite+"/limited/authenticate", `{"login":"carol","password":"wrong"}`, "X-Forwarded-For", fmt.Sprintf("10.0.0.%d", i)).expect(t, 401)
 		}
 		// another forged address, the right password: the client
 		// (127.0.0.1) is over the limit for this login
-		r := c.do("POST", ie2eSite+"/limited/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.9.9.9")
+		r := c.do("POST", issuerSite+"/limited/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.9.9.9")
 		if m := r.expect(t, 429); m["error"] != "too_many_requests" || r.Header.Get("Retry-After") == "" {
 			t.Fatalf("429 without Retry-After: %v %v", m, r.Header)
 		}
@@ -296,36 +212,36 @@ func TestE2EIssuer(t *testing.T) {
 
 	t.Run("login limit behind a trusted proxy", func(t *testing.T) {
 		for i := range 3 {
-			c.do("POST", ie2eProxy+"/api/authenticate", `{"login":"carol","password":"wrong"}`, "X-Forwarded-For", "10.0.0.1").expect(t, 401)
+			c.do("POST", proxiedSite+"/api/authenticate", `{"login":"carol","password":"wrong"}`, "X-Forwarded-For", "10.0.0.1").expect(t, 401)
 			_ = i
 		}
 		// a different client behind the proxy is not limited...
-		c.do("POST", ie2eProxy+"/api/authenticate", `{"login":"dave","password":"dave-pw"}`, "X-Forwarded-For", "10.0.0.2").expect(t, 200)
+		c.do("POST", proxiedSite+"/api/authenticate", `{"login":"dave","password":"dave-pw"}`, "X-Forwarded-For", "10.0.0.2").expect(t, 200)
 		// ...nor is the login's owner from another client (strangers
 		// cannot lock an account out; it is only slowed down)...
-		c.do("POST", ie2eProxy+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.0.0.3").expect(t, 200)
+		c.do("POST", proxiedSite+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.0.0.3").expect(t, 200)
 		// ...but the client that failed is, for that login
-		c.do("POST", ie2eProxy+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.0.0.1").expect(t, 429)
+		c.do("POST", proxiedSite+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`, "X-Forwarded-For", "10.0.0.1").expect(t, 429)
 	})
 
 	t.Run("users file change ends families at reload", func(t *testing.T) {
-		ma := c.do("POST", ie2eSite+"/api/authenticate", `{"login":"alice","password":"alice-pw"}`).expect(t, 200)
-		mb := c.do("POST", ie2eSite+"/api/authenticate", `{"login":"bob","password":"bob-pw"}`).expect(t, 200)
-		mc := c.do("POST", ie2eSite+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`).expect(t, 200)
+		ma := c.do("POST", issuerSite+"/api/authenticate", `{"login":"alice","password":"alice-pw"}`).expect(t, 200)
+		mb := c.do("POST", issuerSite+"/api/authenticate", `{"login":"bob","password":"bob-pw"}`).expect(t, 200)
+		mc := c.do("POST", issuerSite+"/api/authenticate", `{"login":"carol","password":"carol-pw"}`).expect(t, 200)
 		secrets = append(secrets, ma["refreshToken"].(string), mb["refreshToken"].(string), mc["refreshToken"].(string))
-		ie2eWriteUsers(t, dir,
-			ie2eUser{"alice", "alice-pw", "7", false},
-			ie2eUser{"bob", "bob-new-pw", "8", false}, // password changed
-			ie2eUser{"carol", "carol-pw", "9", true},  // disabled
-			ie2eUser{"dave", "dave-pw", "10", false},
+		writeUsers(t, filepath.Join(dir, "users.json"),
+			plainUser{"alice", "alice-pw", "7", false},
+			plainUser{"bob", "bob-new-pw", "8", false}, // password changed
+			plainUser{"carol", "carol-pw", "9", true},  // disabled
+			plainUser{"dave", "dave-pw", "10", false},
 		)
 		// the file alone changes nothing until the reload
-		c.do("POST", ie2eSite+"/api/update/access-token", `{}`, "refreshToken", mb["refreshToken"].(string)).expect(t, 200)
-		ie2eLoad(t, dir, "61s")
-		c.do("POST", ie2eSite+"/api/update/access-token", `{}`, "refreshToken", ma["refreshToken"].(string)).expect(t, 200)
-		c.do("POST", ie2eSite+"/api/update/access-token", `{}`, "refreshToken", mb["refreshToken"].(string)).expect(t, 401)
-		c.do("POST", ie2eSite+"/api/update/access-token", `{}`, "refreshToken", mc["refreshToken"].(string)).expect(t, 401)
-		c.do("POST", ie2eSite+"/api/authenticate", `{"login":"bob","password":"bob-new-pw"}`).expect(t, 200)
+		c.do("POST", issuerSite+"/api/update/access-token", `{}`, "refreshToken", mb["refreshToken"].(string)).expect(t, 200)
+		loadIssuer(t, dir, "61s")
+		c.do("POST", issuerSite+"/api/update/access-token", `{}`, "refreshToken", ma["refreshToken"].(string)).expect(t, 200)
+		c.do("POST", issuerSite+"/api/update/access-token", `{}`, "refreshToken", mb["refreshToken"].(string)).expect(t, 401)
+		c.do("POST", issuerSite+"/api/update/access-token", `{}`, "refreshToken", mc["refreshToken"].(string)).expect(t, 401)
+		c.do("POST", issuerSite+"/api/authenticate", `{"login":"bob","password":"bob-new-pw"}`).expect(t, 200)
 	})
 
 	t.Run("no secret in the stores", func(t *testing.T) {
@@ -359,16 +275,16 @@ func TestE2EIssuer(t *testing.T) {
 	})
 }
 
-// ie2eFlow runs authenticate, protected call, access-token refresh, rotation
+// runIssuerFlow runs authenticate, protected call, access-token refresh, rotation
 // and revocation, and returns the refresh tokens it saw.
-func ie2eFlow(t *testing.T, c ie2eClient, envelope, browser bool) []string {
+func runIssuerFlow(t *testing.T, c apiClient, envelope, browser bool) []string {
 	wrap := func(params string) string {
 		if envelope {
 			return `{"jsonrpc":"2.0","method":"call","id":1,"params":` + params + `}`
 		}
 		return params
 	}
-	result := func(r ie2eRes) map[string]any {
+	result := func(r apiRes) map[string]any {
 		t.Helper()
 		m := r.expect(t, 200)
 		if r.Header.Get("Cache-Control") != "no-store" {
@@ -384,11 +300,11 @@ func ie2eFlow(t *testing.T, c ie2eClient, envelope, browser bool) []string {
 	}
 	var hdr []string
 	if browser {
-		hdr = []string{"Origin", ie2eSite, "Sec-Fetch-Site", "same-origin"}
+		hdr = []string{"Origin", issuerSite, "Sec-Fetch-Site", "same-origin"}
 	}
 	with := func(extra ...string) []string { return append(append([]string{}, hdr...), extra...) }
 
-	r := c.do("POST", ie2eSite+"/api/authenticate", wrap(`{"db":"odoo","login":"alice","password":"alice-pw"}`), hdr...)
+	r := c.do("POST", issuerSite+"/api/authenticate", wrap(`{"db":"odoo","login":"alice","password":"alice-pw"}`), hdr...)
 	m := result(r)
 	ck := r.cookie("refreshToken")
 	if ck == nil || !ck.HttpOnly || ck.Path != "/api" || ck.SameSite != http.SameSiteStrictMode {
@@ -406,11 +322,11 @@ func ie2eFlow(t *testing.T, c ie2eClient, envelope, browser bool) []string {
 	if m["token"] != access || m["user_id"] != float64(7) || m["token_type"] != "Bearer" || m["expires_in"] != float64(60) {
 		t.Fatalf("authenticate %v", m)
 	}
-	p := c.do("GET", ie2eSite+"/api/protected/json", "", "Authorization", "Bearer "+access).expect(t, 200)
+	p := c.do("GET", issuerSite+"/api/protected/json", "", "Authorization", "Bearer "+access).expect(t, 200)
 	if p["user_id"] != float64(7) || p["login"] != "alice" || p["sid"] == "" {
 		t.Fatalf("protected %v", p)
 	}
-	c.do("GET", ie2eSite+"/api/protected/json", "", "Authorization", "Bearer "+rt).expect(t, 401)
+	c.do("GET", issuerSite+"/api/protected/json", "", "Authorization", "Bearer "+rt).expect(t, 401)
 
 	// the refresh token: only the cookie for a browser, the header otherwise
 	carry := func(tok string) []string {
@@ -419,11 +335,11 @@ func ie2eFlow(t *testing.T, c ie2eClient, envelope, browser bool) []string {
 		}
 		return with("refreshToken", tok)
 	}
-	m = result(c.do("POST", ie2eSite+"/api/update/access-token", wrap(`{"user_id":7}`), carry(rt)...))
+	m = result(c.do("POST", issuerSite+"/api/update/access-token", wrap(`{"user_id":7}`), carry(rt)...))
 	access = m["access_token"].(string)
-	c.do("GET", ie2eSite+"/api/protected/json", "", "access_token", access).expect(t, 200)
+	c.do("GET", issuerSite+"/api/protected/json", "", "access_token", access).expect(t, 200)
 
-	r = c.do("POST", ie2eSite+"/api/update/refresh-token", wrap(`{"user_id":7}`), append(carry(rt), "access_token", access)...)
+	r = c.do("POST", issuerSite+"/api/update/refresh-token", wrap(`{"user_id":7}`), append(carry(rt), "access_token", access)...)
 	m = result(r)
 	if m["status"] != "done" {
 		t.Fatalf("rotate %v", m)
@@ -439,22 +355,22 @@ func ie2eFlow(t *testing.T, c ie2eClient, envelope, browser bool) []string {
 	seen = append(seen, rt)
 
 	if !browser { // the body field is accepted too
-		m = result(c.do("POST", ie2eSite+"/api/update/access-token", wrap(`{"user_id":7,"refreshToken":"`+rt+`"}`)))
+		m = result(c.do("POST", issuerSite+"/api/update/access-token", wrap(`{"user_id":7,"refreshToken":"`+rt+`"}`)))
 	} else {
-		m = result(c.do("POST", ie2eSite+"/api/update/access-token", wrap(`{"user_id":7}`), carry(rt)...))
+		m = result(c.do("POST", issuerSite+"/api/update/access-token", wrap(`{"user_id":7}`), carry(rt)...))
 	}
 	if m["access_token"] == "" {
 		t.Fatal("no access token after rotation")
 	}
 
-	r = c.do("POST", ie2eSite+"/api/revoke/token", wrap(`{}`), carry(rt)...)
+	r = c.do("POST", issuerSite+"/api/revoke/token", wrap(`{}`), carry(rt)...)
 	if m = result(r); m["status"] != "done" {
 		t.Fatalf("revoke %v", m)
 	}
 	if ck = r.cookie("refreshToken"); ck == nil || ck.MaxAge >= 0 {
 		t.Fatalf("revoke cookie %+v", ck)
 	}
-	r = c.do("POST", ie2eSite+"/api/update/access-token", wrap(`{}`), carry(rt)...)
+	r = c.do("POST", issuerSite+"/api/update/access-token", wrap(`{}`), carry(rt)...)
 	if envelope {
 		m = r.expect(t, 200)
 		e, _ := m["error"].(map[string]any)

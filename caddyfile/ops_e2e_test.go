@@ -22,11 +22,11 @@ import (
 // a scripted flow. Port 9120. Run them under
 // `flock /tmp/jwtauth-caddytest.lock go test ./caddyfile/ -run E2EOps`.
 
-const oe2eSite = "http://localhost:9120"
+const opsSite = "http://localhost:9120"
 
-// oe2eConfig: %[1]s is the directory with users.json and the store, %[2]s
+// opsConfig: %[1]s is the directory with users.json and the store, %[2]s
 // the metrics global option or nothing, %[3]s the issuer's name.
-const oe2eConfig = `{
+const opsConfig = `{
 	admin localhost:2999
 	http_port 9120
 	https_port 9121
@@ -59,9 +59,9 @@ http://localhost:9120 {
 }
 `
 
-// oe2eCLI runs `caddy jwtauth ARGS...` as caddy's main would, and returns
+// runCLI runs `caddy jwtauth ARGS...` as caddy's main would, and returns
 // what it printed on stdout.
-func oe2eCLI(t *testing.T, args ...string) (string, error) {
+func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	c, ok := caddycmd.Commands()["jwtauth"]
 	if !ok {
@@ -84,9 +84,9 @@ func oe2eCLI(t *testing.T, args ...string) (string, error) {
 	return string(<-out), err
 }
 
-// oe2eScrape reads the admin /metrics endpoint into series -> value, the
+// scrapeMetrics reads the admin /metrics endpoint into series -> value, the
 // series written as name{label="v",...} with labels in exposition order.
-func oe2eScrape(t *testing.T) map[string]float64 {
+func scrapeMetrics(t *testing.T) map[string]float64 {
 	t.Helper()
 	res, err := http.Get("http://localhost:2999/metrics")
 	if err != nil {
@@ -111,9 +111,11 @@ func oe2eScrape(t *testing.T) map[string]float64 {
 	return out
 }
 
-func oe2eLogin(t *testing.T, c ie2eClient, login, password string, status int) (access, refresh string) {
+// authenticate logs in on opsSite, expecting status, and returns the
+// tokens of a 200.
+func authenticate(t *testing.T, c apiClient, login, password string, status int) (access, refresh string) {
 	t.Helper()
-	m := c.do("POST", oe2eSite+"/api/authenticate", `{"login":"`+login+`","password":"`+password+`"}`).expect(t, status)
+	m := c.do("POST", opsSite+"/api/authenticate", `{"login":"`+login+`","password":"`+password+`"}`).expect(t, status)
 	if status != 200 {
 		return "", ""
 	}
@@ -125,36 +127,36 @@ func oe2eLogin(t *testing.T, c ie2eClient, login, password string, status int) (
 // checks each counter on the admin /metrics endpoint.
 func TestE2EOpsCLIAndMetrics(t *testing.T) {
 	dir := t.TempDir()
-	ie2eWriteUsers(t, dir,
-		ie2eUser{login: "alice", password: "alice-pw", userID: "7"},
-		ie2eUser{login: "bob", password: "bob-pw", userID: "8"},
-		ie2eUser{login: "carol", password: "carol-pw", userID: "9", disabled: true})
-	e2eLoad(t, fmt.Sprintf(oe2eConfig, dir, "metrics", "ops"))
-	c := ie2eClient{t, &http.Client{}}
+	writeUsers(t, filepath.Join(dir, "users.json"),
+		plainUser{login: "alice", password: "alice-pw", userID: "7"},
+		plainUser{login: "bob", password: "bob-pw", userID: "8"},
+		plainUser{login: "carol", password: "carol-pw", userID: "9", disabled: true})
+	loadCaddyfile(t, fmt.Sprintf(opsConfig, dir, "metrics", "ops"))
+	c := apiClient{t, &http.Client{}}
 	protected := func(access string) int {
-		return c.do("GET", oe2eSite+"/protected", "", "Authorization", "Bearer "+access).StatusCode
+		return c.do("GET", opsSite+"/protected", "", "Authorization", "Bearer "+access).StatusCode
 	}
 
-	a1, r1 := oe2eLogin(t, c, "alice", "alice-pw", 200)
-	_, r2 := oe2eLogin(t, c, "alice", "alice-pw", 200)
-	_, _ = oe2eLogin(t, c, "bob", "bob-pw", 200)
+	a1, r1 := authenticate(t, c, "alice", "alice-pw", 200)
+	_, r2 := authenticate(t, c, "alice", "alice-pw", 200)
+	_, _ = authenticate(t, c, "bob", "bob-pw", 200)
 	if s := protected(a1); s != 200 {
 		t.Fatalf("protected: %d", s)
 	}
-	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", r1).expect(t, 200)
-	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", "bogus").expect(t, 401)
+	c.do("POST", opsSite+"/api/update/access-token", "{}", "refreshToken", r1).expect(t, 200)
+	c.do("POST", opsSite+"/api/update/access-token", "{}", "refreshToken", "bogus").expect(t, 401)
 	rotate := func(rt string) string {
-		m := c.do("POST", oe2eSite+"/api/update/refresh-token", "{}", "refreshToken", rt, "Authorization", "Bearer "+a1).expect(t, 200)
+		m := c.do("POST", opsSite+"/api/update/refresh-token", "{}", "refreshToken", rt, "Authorization", "Bearer "+a1).expect(t, 200)
 		return m["refreshToken"].(string)
 	}
 	_ = rotate(rotate(r1))
-	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", r1).expect(t, 401) // reuse
-	c.do("POST", oe2eSite+"/api/revoke/token", "{}", "refreshToken", r2).expect(t, 200)
-	a4, r4 := oe2eLogin(t, c, "alice", "alice-pw", 200)
-	_, r5 := oe2eLogin(t, c, "alice", "alice-pw", 200)
+	c.do("POST", opsSite+"/api/update/access-token", "{}", "refreshToken", r1).expect(t, 401) // reuse
+	c.do("POST", opsSite+"/api/revoke/token", "{}", "refreshToken", r2).expect(t, 200)
+	a4, r4 := authenticate(t, c, "alice", "alice-pw", 200)
+	_, r5 := authenticate(t, c, "alice", "alice-pw", 200)
 
 	// the CLI, with the admin address given, then read from a config file
-	out, err := oe2eCLI(t, "sessions", "list", "--address", "localhost:2999")
+	out, err := runCLI(t, "sessions", "list", "--address", "localhost:2999")
 	if err != nil {
 		t.Fatalf("sessions list: %v", err)
 	}
@@ -171,7 +173,7 @@ func TestE2EOpsCLIAndMetrics(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("{\n\tadmin localhost:2999\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err = oe2eCLI(t, "sessions", "list", "--config", cfg, "--issuer", "ops", "--login", "alice")
+	out, err = runCLI(t, "sessions", "list", "--config", cfg, "--issuer", "ops", "--login", "alice")
 	if err != nil {
 		t.Fatalf("sessions list --login: %v", err)
 	}
@@ -181,38 +183,38 @@ func TestE2EOpsCLIAndMetrics(t *testing.T) {
 		t.Fatalf("sessions list --login alice:\n%s", out)
 	}
 	// the oldest first: the session of a4
-	out, err = oe2eCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--sid", sids[0][1])
+	out, err = runCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--sid", sids[0][1])
 	if err != nil || !strings.Contains(out, "revoked 1 session(s)") {
 		t.Fatalf("sessions revoke --sid: %v %q", err, out)
 	}
 	if s := protected(a4); s != 401 {
 		t.Fatalf("a revoked session's access token: %d, want 401", s)
 	}
-	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", r4).expect(t, 401)
-	if _, err := oe2eCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--sid", sids[0][1]); err == nil || !strings.Contains(err.Error(), "404") {
+	c.do("POST", opsSite+"/api/update/access-token", "{}", "refreshToken", r4).expect(t, 401)
+	if _, err := runCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--sid", sids[0][1]); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("revoking a gone sid: %v", err)
 	}
-	if _, err := oe2eCLI(t, "sessions", "list", "--address", "localhost:2999", "--issuer", "nope"); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := runCLI(t, "sessions", "list", "--address", "localhost:2999", "--issuer", "nope"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("listing an unknown issuer: %v", err)
 	}
-	if _, err := oe2eCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops"); err == nil {
+	if _, err := runCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops"); err == nil {
 		t.Fatal("revoke without --sid or --login succeeded")
 	}
-	out, err = oe2eCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--login", "alice")
+	out, err = runCLI(t, "sessions", "revoke", "--address", "localhost:2999", "--issuer", "ops", "--login", "alice")
 	if err != nil || !strings.Contains(out, "revoked 1 session(s)") {
 		t.Fatalf("sessions revoke --login: %v %q", err, out)
 	}
-	c.do("POST", oe2eSite+"/api/update/access-token", "{}", "refreshToken", r5).expect(t, 401)
+	c.do("POST", opsSite+"/api/update/access-token", "{}", "refreshToken", r5).expect(t, 401)
 
 	// failed logins, then the limit (3 per client address and login)
-	oe2eLogin(t, c, "ghost", "x", 401)
-	oe2eLogin(t, c, "carol", "carol-pw", 401)
+	authenticate(t, c, "ghost", "x", 401)
+	authenticate(t, c, "carol", "carol-pw", 401)
 	for range 3 {
-		oe2eLogin(t, c, "bob", "wrong", 401)
+		authenticate(t, c, "bob", "wrong", 401)
 	}
-	oe2eLogin(t, c, "bob", "bob-pw", 429)
+	authenticate(t, c, "bob", "bob-pw", 429)
 
-	m := oe2eScrape(t)
+	m := scrapeMetrics(t)
 	want := map[string]float64{
 		`caddy_jwtauth_logins_total{issuer="ops",result="ok"}`:                5,
 		`caddy_jwtauth_logins_total{issuer="ops",result="bad_credentials"}`:   4,
@@ -258,14 +260,14 @@ func TestE2EOpsCLIAndMetrics(t *testing.T) {
 // per-request series are not exported, the issuer's counters are.
 func TestE2EOpsMetricsOff(t *testing.T) {
 	dir := t.TempDir()
-	ie2eWriteUsers(t, dir, ie2eUser{login: "alice", password: "alice-pw", userID: "7"})
-	e2eLoad(t, fmt.Sprintf(oe2eConfig, dir, "", "opsoff"))
-	c := ie2eClient{t, &http.Client{}}
-	a, _ := oe2eLogin(t, c, "alice", "alice-pw", 200)
-	if s := c.do("GET", oe2eSite+"/protected", "", "Authorization", "Bearer "+a).StatusCode; s != 200 {
+	writeUsers(t, filepath.Join(dir, "users.json"), plainUser{login: "alice", password: "alice-pw", userID: "7"})
+	loadCaddyfile(t, fmt.Sprintf(opsConfig, dir, "", "opsoff"))
+	c := apiClient{t, &http.Client{}}
+	a, _ := authenticate(t, c, "alice", "alice-pw", 200)
+	if s := c.do("GET", opsSite+"/protected", "", "Authorization", "Bearer "+a).StatusCode; s != 200 {
 		t.Fatalf("protected: %d", s)
 	}
-	m := oe2eScrape(t)
+	m := scrapeMetrics(t)
 	if m[`caddy_jwtauth_logins_total{issuer="opsoff",result="ok"}`] != 1 || m[`caddy_jwtauth_sessions{issuer="opsoff"}`] != 1 {
 		t.Fatalf("issuer metrics missing: %v", m)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,10 +23,10 @@ func (c *tokenCache) getToken(tok string) *identity { return c.get(c.key(tok)) }
 func (c *tokenCache) putToken(id *identity)         { c.put(c.key(id.token), id) }
 func (c *tokenCache) removeToken(tok string)        { c.remove(c.key(tok)) }
 
-// cxCheck verifies the cache's internal invariants: the index and the slots
+// checkCacheInvariants verifies the cache's internal invariants: the index and the slots
 // agree, every slot is either used or free, and the entry and byte counts
 // are within their bounds.
-func cxCheck(t testing.TB, c *tokenCache) {
+func checkCacheInvariants(t testing.TB, c *tokenCache) {
 	t.Helper()
 	for si := range c.shards {
 		s := &c.shards[si]
@@ -63,8 +62,8 @@ func cxCheck(t testing.TB, c *tokenCache) {
 	}
 }
 
-// cxHas reports whether id is cached, without marking it used.
-func cxHas(c *tokenCache, id *identity) bool {
+// cacheHolds reports whether id is cached, without marking it used.
+func cacheHolds(c *tokenCache, id *identity) bool {
 	h := c.hash(id.token)
 	s := c.shard(h)
 	s.mu.RLock()
@@ -73,8 +72,8 @@ func cxHas(c *tokenCache, id *identity) bool {
 	return ok && s.slots[i].id == id
 }
 
-// cxIdentity is a synthetic identity with a token of about n bytes.
-func cxIdentity(i, n int) *identity {
+// syntheticIdentity is an identity with a made-up token of about n bytes.
+func syntheticIdentity(i, n int) *identity {
 	tok := fmt.Sprintf("tok-%d-", i)
 	if pad := n - len(tok); pad > 0 {
 		tok += strings.Repeat("x", pad)
@@ -93,12 +92,12 @@ func TestCacheSizeIsExact(t *testing.T) {
 			t.Errorf("size %d: %d shards", size, len(c.shards))
 		}
 		for i := 0; i < 3*size; i++ {
-			c.putToken(cxIdentity(i, 200))
+			c.putToken(syntheticIdentity(i, 200))
 		}
 		if n := c.len(); n != size {
 			t.Errorf("size %d: %d entries after filling it three times over", size, n)
 		}
-		cxCheck(t, c)
+		checkCacheInvariants(t, c)
 	}
 	zero := 0
 	v := hsValidator()
@@ -116,7 +115,7 @@ func TestCacheSizeIsExact(t *testing.T) {
 func TestCacheBoundedUnderChurn(t *testing.T) {
 	const size = 100
 	c := newTokenCache(size)
-	hot := cxIdentity(-1, 300)
+	hot := syntheticIdentity(-1, 300)
 	c.putToken(hot)
 	_, _, maxEntries, maxBytes := c.stats()
 	for i := 0; i < 5000; i++ {
@@ -124,9 +123,9 @@ func TestCacheBoundedUnderChurn(t *testing.T) {
 		if i%2 == 0 {
 			n = 300 // most tokens are small
 		}
-		id := cxIdentity(i, n)
+		id := syntheticIdentity(i, n)
 		c.putToken(id)
-		if !cxHas(c, id) {
+		if !cacheHolds(c, id) {
 			t.Fatalf("put %d: the newest entry is not cached", i)
 		}
 		if c.getToken(hot.token) != hot {
@@ -137,7 +136,7 @@ func TestCacheBoundedUnderChurn(t *testing.T) {
 			t.Fatalf("put %d: %d entries (max %d), %d bytes (max %d)", i, entries, maxEntries, bytes, maxBytes)
 		}
 	}
-	cxCheck(t, c)
+	checkCacheInvariants(t, c)
 	if maxBytes > size*cacheEntryBudget {
 		t.Fatalf("byte budget %d over %d", maxBytes, size*cacheEntryBudget)
 	}
@@ -215,7 +214,7 @@ func TestCacheCollisionCannotAuthenticate(t *testing.T) {
 			}
 		}
 	}
-	cxCheck(t, v.cache)
+	checkCacheInvariants(t, v.cache)
 }
 
 // TestCacheFailuresNotCached: tokens refused at any stage leave no entry,
@@ -254,24 +253,24 @@ func TestCacheFailuresNotCached(t *testing.T) {
 	}
 }
 
-// cxIssuer is a local issuer whose keys and revoked sessions a test changes.
-type cxIssuer struct {
+// fakeIssuer is a local issuer whose keys and revoked sessions a test changes.
+type fakeIssuer struct {
 	mu          sync.Mutex
 	keys        *keySet
 	revokedSIDs map[string]bool
 	unknown     bool // the issuer cannot tell (revocationUnknown)
 }
 
-func (f *cxIssuer) verificationKeys() *keySet {
+func (f *fakeIssuer) verificationKeys() *keySet {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.keys
 }
-func (f *cxIssuer) signingAlgs() algSet            { return familyAlgs(famHMAC) }
-func (f *cxIssuer) issuerClaim() string            { return "iss" }
-func (f *cxIssuer) issuedAudiences() []string      { return []string{"aud"} }
-func (f *cxIssuer) revocationRetry() time.Duration { return time.Second }
-func (f *cxIssuer) revoked(sid string, _ int64, _ time.Time) revocationState {
+func (f *fakeIssuer) signingAlgs() algSet            { return familyAlgs(famHMAC) }
+func (f *fakeIssuer) issuerClaim() string            { return "iss" }
+func (f *fakeIssuer) issuedAudiences() []string      { return []string{"aud"} }
+func (f *fakeIssuer) revocationRetry() time.Duration { return time.Second }
+func (f *fakeIssuer) revoked(sid string, _ int64, _ time.Time) revocationState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.unknown {
@@ -282,16 +281,16 @@ func (f *cxIssuer) revoked(sid string, _ int64, _ time.Time) revocationState {
 	}
 	return notRevoked
 }
-func (f *cxIssuer) revoke(sid string) {
+func (f *fakeIssuer) revoke(sid string) {
 	f.mu.Lock()
 	f.revokedSIDs[sid] = true
 	f.mu.Unlock()
 }
 
-// cxIssuerValidator returns a validator that trusts a fake local issuer,
+// fakeIssuerValidator returns a validator that trusts a fake local issuer,
 // whose key is the test secret. The validator's own secret is different, so
 // every token verifies through the issuer's keys.
-func cxIssuerValidator(t *testing.T, clock func() time.Time) (*Validator, *cxIssuer) {
+func fakeIssuerValidator(t *testing.T, clock func() time.Time) (*Validator, *fakeIssuer) {
 	t.Helper()
 	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, Secret: "an-unrelated-secret-an-unrelated-0"}
 	provisionValidator(t, clock, v)
@@ -299,7 +298,7 @@ func cxIssuerValidator(t *testing.T, clock func() time.Time) (*Validator, *cxIss
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &cxIssuer{keys: newKeySet([]*verKey{k}), revokedSIDs: map[string]bool{}}
+	f := &fakeIssuer{keys: newKeySet([]*verKey{k}), revokedSIDs: map[string]bool{}}
 	v.issuer = f
 	v.unavailable = revocationUnavailable("fake", f.revocationRetry())
 	return v, f
@@ -309,7 +308,7 @@ func cxIssuerValidator(t *testing.T, clock func() time.Time) (*Validator, *cxIss
 // cached token of a revoked session is refused, while other sessions keep
 // their cache entries.
 func TestCacheRevocationOnHit(t *testing.T) {
-	v, iss := cxIssuerValidator(t, newTestClock().Now)
+	v, iss := fakeIssuerValidator(t, newTestClock().Now)
 	c1, c2 := claims(), claims()
 	c1["sid"], c2["sid"] = "s1", "s2"
 	t1, t2 := hs256(t, c1), hs256(t, c2)
@@ -339,7 +338,7 @@ func TestCacheRevocationOnHit(t *testing.T) {
 // TestCacheIssuerKeyWithdrawn: when the local issuer stops publishing the
 // key that verified a cached token, the token is refused.
 func TestCacheIssuerKeyWithdrawn(t *testing.T) {
-	v, iss := cxIssuerValidator(t, newTestClock().Now)
+	v, iss := fakeIssuerValidator(t, newTestClock().Now)
 	tok := hs256(t, claims())
 	id, err := v.verify(tok)
 	if err != nil {
@@ -366,41 +365,13 @@ func TestCacheIssuerKeyWithdrawn(t *testing.T) {
 	}
 }
 
-// cxJWKS serves Ed25519 keys as a JWK Set; failing makes it answer 500.
-type cxJWKS struct {
-	srv     *httptest.Server
-	body    atomic.Pointer[string]
-	failing atomic.Bool
-	fetches atomic.Int32
+// edJWK renders an Ed25519 public key as a JWK.
+func edJWK(kid string, k ed25519.PrivateKey) string {
+	x := b64.EncodeToString(k.Public().(ed25519.PublicKey))
+	return fmt.Sprintf(`{"kty":"OKP","crv":"Ed25519","x":%q,"kid":%q,"alg":"EdDSA","use":"sig"}`, x, kid)
 }
 
-func newCXJWKS(t *testing.T) *cxJWKS {
-	j := &cxJWKS{}
-	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j.fetches.Add(1)
-		if j.failing.Load() {
-			http.Error(w, "down", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		_, _ = w.Write([]byte(*j.body.Load()))
-	}))
-	t.Cleanup(j.srv.Close)
-	return j
-}
-
-// publish replaces the served set with these keys, by kid.
-func (j *cxJWKS) publish(keys map[string]ed25519.PrivateKey) {
-	var parts []string
-	for kid, k := range keys {
-		x := b64.EncodeToString(k.Public().(ed25519.PublicKey))
-		parts = append(parts, fmt.Sprintf(`{"kty":"OKP","crv":"Ed25519","x":%q,"kid":%q,"alg":"EdDSA","use":"sig"}`, x, kid))
-	}
-	s := `{"keys":[` + strings.Join(parts, ",") + `]}`
-	j.body.Store(&s)
-}
-
-func cxEdKey(t *testing.T) ed25519.PrivateKey {
+func newEdKey(t *testing.T) ed25519.PrivateKey {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -412,17 +383,16 @@ func cxEdKey(t *testing.T) ed25519.PrivateKey {
 // token, the token is refused; after a refresh that keeps the key, it is
 // still accepted and cached.
 func TestCacheJWKSKeyRemoved(t *testing.T) {
-	k1, k2 := cxEdKey(t), cxEdKey(t)
-	j := newCXJWKS(t)
-	j.publish(map[string]ed25519.PrivateKey{"k1": k1})
+	k1, k2 := newEdKey(t), newEdKey(t)
+	j := newJWKSServer(t, http.StatusOK, jwkSet(edJWK("k1", k1)))
 	clock := newTestClock()
-	v := provisionValidator(t, clock.Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.srv.URL}})
+	v := provisionValidator(t, clock.Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.URL}})
 	tok := sign(t, jwt.SigningMethodEdDSA, k1, claims(), map[string]any{"kid": "k1"})
 	if _, err := v.verify(tok); err != nil {
 		t.Fatal(err)
 	}
 
-	j.publish(map[string]ed25519.PrivateKey{"k1": k1, "k2": k2})
+	j.set(http.StatusOK, jwkSet(edJWK("k1", k1), edJWK("k2", k2)))
 	if err := v.remote.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +406,7 @@ func TestCacheJWKSKeyRemoved(t *testing.T) {
 		t.Fatalf("k1 still published, want a cache hit: %v", err)
 	}
 
-	j.publish(map[string]ed25519.PrivateKey{"k2": k2})
+	j.set(http.StatusOK, jwkSet(edJWK("k2", k2)))
 	if err := v.remote.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -454,13 +424,12 @@ func TestCacheJWKSKeyRemoved(t *testing.T) {
 // TestCacheJWKSMaxStale: when the endpoint has been failing for longer than
 // max_stale, cached tokens are refused like any other (fail closed).
 func TestCacheJWKSMaxStale(t *testing.T) {
-	k1 := cxEdKey(t)
-	j := newCXJWKS(t)
-	j.publish(map[string]ed25519.PrivateKey{"k1": k1})
+	k1 := newEdKey(t)
+	j := newJWKSServer(t, http.StatusOK, jwkSet(edJWK("k1", k1)))
 	clock := newTestClock()
 	v := provisionValidator(t, clock.Now, &Validator{
 		Issuers: []string{"iss"}, Audiences: []string{"aud"},
-		JWKSURL: &RemoteJWKS{URL: j.srv.URL, RefreshInterval: caddy.Duration(time.Hour), MaxStale: caddy.Duration(2 * time.Hour)},
+		JWKSURL: &RemoteJWKS{URL: j.URL, RefreshInterval: caddy.Duration(time.Hour), MaxStale: caddy.Duration(2 * time.Hour)},
 	})
 	c := claims()
 	c["exp"] = testNow.Add(48 * time.Hour).Unix()
@@ -469,7 +438,7 @@ func TestCacheJWKSMaxStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.failing.Store(true)
+	j.set(http.StatusInternalServerError, "down")
 	clock.Add(time.Hour)
 	if got, err := v.verify(tok); err != nil || got != id {
 		t.Fatalf("within max_stale, want a cache hit: %v", err)
@@ -493,7 +462,7 @@ func TestCacheConcurrent(t *testing.T) {
 	c.hash = func(s string) uint64 { return inner(s) % 64 } // collisions
 	ids := make([]*identity, 500)
 	for i := range ids {
-		ids[i] = cxIdentity(i, 100+(i%7)*300)
+		ids[i] = syntheticIdentity(i, 100+(i%7)*300)
 	}
 	var wg sync.WaitGroup
 	var bad atomic.Int32
@@ -525,7 +494,7 @@ func TestCacheConcurrent(t *testing.T) {
 	if n := bad.Load(); n > 0 {
 		t.Fatalf("%d wrong identities or bound violations", n)
 	}
-	cxCheck(t, c)
+	checkCacheInvariants(t, c)
 }
 
 // TestCacheConcurrentVerify verifies valid and forged tokens from many
@@ -578,7 +547,7 @@ func TestCacheConcurrentVerify(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	cxCheck(t, v.cache)
+	checkCacheInvariants(t, v.cache)
 }
 
 // TestCacheRefusals: a token whose signature failed is refused again from
@@ -615,10 +584,9 @@ func TestCacheRefusals(t *testing.T) {
 
 	// Remote keys: kid k first names key A, then key B, which signed the
 	// token.
-	a, b := cxEdKey(t), cxEdKey(t)
-	j := newCXJWKS(t)
-	j.publish(map[string]ed25519.PrivateKey{"k": a})
-	rv := provisionValidator(t, newTestClock().Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.srv.URL}})
+	a, b := newEdKey(t), newEdKey(t)
+	j := newJWKSServer(t, http.StatusOK, jwkSet(edJWK("k", a)))
+	rv := provisionValidator(t, newTestClock().Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.URL}})
 	tok := sign(t, jwt.SigningMethodEdDSA, b, claims(), map[string]any{"kid": "k"})
 	_, err1 = rv.verify(tok)
 	_, err2 = rv.verify(tok)
@@ -628,7 +596,7 @@ func TestCacheRefusals(t *testing.T) {
 	if rv.cache.refused(rv.cache.key(tok), rv.keyGeneration()) != err1 {
 		t.Fatal("remote: the refusal is not in the negative cache")
 	}
-	j.publish(map[string]ed25519.PrivateKey{"k": b})
+	j.set(http.StatusOK, jwkSet(edJWK("k", b)))
 	if err := rv.remote.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -667,10 +635,9 @@ func TestCacheRefusalsThatHeal(t *testing.T) {
 	}
 
 	// An unknown kid must keep triggering (rate-limited) refreshes.
-	old, next := cxEdKey(t), cxEdKey(t)
-	j := newCXJWKS(t)
-	j.publish(map[string]ed25519.PrivateKey{"old": old})
-	rv := provisionValidator(t, clock.Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.srv.URL}})
+	old, next := newEdKey(t), newEdKey(t)
+	j := newJWKSServer(t, http.StatusOK, jwkSet(edJWK("old", old)))
+	rv := provisionValidator(t, clock.Now, &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: j.URL}})
 	c := claims()
 	c["exp"] = testNow.Add(24 * time.Hour).Unix()
 	nextTok := sign(t, jwt.SigningMethodEdDSA, next, c, map[string]any{"kid": "next"})
@@ -679,7 +646,7 @@ func TestCacheRefusalsThatHeal(t *testing.T) {
 			t.Fatalf("unknown kid: %v", err)
 		}
 	}
-	j.publish(map[string]ed25519.PrivateKey{"old": old, "next": next})
+	j.set(http.StatusOK, jwkSet(edJWK("old", old), edJWK("next", next)))
 	clock.Add(6 * time.Minute) // past unknown_kid_interval
 	if _, err := rv.verify(nextTok); err != nil {
 		t.Fatalf("after the key was published, the token is still refused: %v", err)
@@ -687,7 +654,7 @@ func TestCacheRefusalsThatHeal(t *testing.T) {
 
 	// A local issuer's keys carry no generation: a bad signature is not
 	// remembered, and a key the issuer adds later verifies the token.
-	iv, iss := cxIssuerValidator(t, clock.Now)
+	iv, iss := fakeIssuerValidator(t, clock.Now)
 	later, err := newVerKey("", []byte("a-later-secret-a-later-secret-000"), 0, "", "fake issuer")
 	if err != nil {
 		t.Fatal(err)

@@ -19,72 +19,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// jwtauthRoot builds the registered `caddy jwtauth` command tree, exactly as
-// caddy's main does.
-func jwtauthRoot(t *testing.T) *cobra.Command {
-	t.Helper()
-	c, ok := caddycmd.Commands()["jwtauth"]
-	if !ok {
-		t.Fatal("the jwtauth command is not registered")
-	}
-	root := &cobra.Command{Use: "jwtauth"}
-	c.CobraFunc(root)
-	return root
-}
-
-// withStdin runs fn with os.Stdin reading input from a pipe (not a
-// terminal, so the command reads one line as `caddy hash-password` does).
-func withStdin(t *testing.T, input string, fn func()) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteString(input); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	orig := os.Stdin
-	os.Stdin = r
-	defer func() { os.Stdin = orig; r.Close() }()
-	fn()
-}
-
-// runCmd parses args with the flags of the registered subcommand they name
-// and calls fn with them, feeding stdin.
-func runCmd(t *testing.T, fn caddycmd.CommandFunc, stdin string, args ...string) error {
-	t.Helper()
-	sub, rest, err := jwtauthRoot(t).Find(args)
-	if err != nil {
-		t.Fatalf("find %v: %v", args, err)
-	}
-	if err := sub.ParseFlags(rest); err != nil {
-		return err
-	}
-	var runErr error
-	withStdin(t, stdin, func() {
-		code, err := fn(caddycmd.Flags{FlagSet: sub.Flags()})
-		if (err == nil) != (code == 0) {
-			t.Errorf("%v: exit code %d with error %v", args, code, err)
-		}
-		runErr = err
-	})
-	return runErr
-}
-
-func verifies(t *testing.T, u *User, password string) bool {
-	t.Helper()
-	cmp, err := hashKind(u.PasswordHash)
-	if err != nil {
-		t.Fatalf("user %q: %v", u.Login, err)
-	}
-	ok, err := cmp.Compare([]byte(u.PasswordHash), []byte(password))
-	if err != nil {
-		t.Fatalf("user %q: compare: %v", u.Login, err)
-	}
-	return ok
-}
-
 func TestCommandUserRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "users.json")
@@ -103,7 +37,7 @@ func TestCommandUserRoundTrip(t *testing.T) {
 		"--claim", `code="0042"`, "demo"); err != nil {
 		t.Fatalf("add demo: %v", err)
 	}
-	checkMode(t, path)
+	checkMode(t, path, 0o600)
 	uf, err := LoadUsersFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +120,7 @@ func TestCommandUserRoundTrip(t *testing.T) {
 	if err := runCmd(t, cmdUserPasswd, demoPass2+"\n", "user", "passwd", "--file", path, "-a", "argon2id", "demo"); err != nil {
 		t.Fatalf("passwd: %v", err)
 	}
-	checkMode(t, path)
+	checkMode(t, path, 0o600)
 	uf, err = LoadUsersFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -248,10 +182,7 @@ func TestCommandTreeRunsDisable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uf := &UsersFile{Users: []User{{Login: "demo", PasswordHash: hash, UserID: "1"}}}
-	if err := uf.Save(path); err != nil {
-		t.Fatal(err)
-	}
+	saveUsers(t, path, User{Login: "demo", PasswordHash: hash, UserID: "1"})
 	root := jwtauthRoot(t)
 	root.SetArgs([]string{"user", "disable", "--file", path, "demo"})
 	root.SetOut(new(bytes.Buffer))
@@ -336,17 +267,6 @@ func TestParseClaimArgs(t *testing.T) {
 	}
 }
 
-func checkMode(t *testing.T, path string) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
-	}
-}
-
 func readFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -411,9 +331,7 @@ func TestCommandToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&UsersFile{Users: []User{{Login: "demo", PasswordHash: hash, UserID: "1"}}}).Save(users); err != nil {
-		t.Fatal(err)
-	}
+	saveUsers(t, users, User{Login: "demo", PasswordHash: hash, UserID: "1"})
 	clock := newTestClock()
 	v := &Validator{IssuerKeys: "cli"}
 	a := &App{

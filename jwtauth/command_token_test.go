@@ -13,7 +13,7 @@ import (
 func TestMintFromIssuerDir(t *testing.T) {
 	for _, alg := range []string{"EdDSA", "HS256"} {
 		t.Run(alg, func(t *testing.T) {
-			e := newItEnv(t, func(is *Issuer) { is.Algorithm = alg; is.AccessTTL = caddy.Duration(5 * time.Minute) })
+			e := newIssuerEnv(t, func(is *Issuer) { is.Algorithm = alg; is.AccessTTL = caddy.Duration(5 * time.Minute) })
 			tok, err := mintFromIssuerDir(e.dir, "12", map[string]any{"email": "x@example.com", "roles": []string{"a"}}, 0)
 			if err != nil {
 				t.Fatal(err)

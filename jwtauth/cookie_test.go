@@ -21,8 +21,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// ctCookie returns the identity cookie a response set, or nil.
-func ctCookie(t *testing.T, res htResult, name string) *http.Cookie {
+// responseCookie returns the identity cookie a response set, or nil.
+func responseCookie(t *testing.T, res serveResult, name string) *http.Cookie {
 	t.Helper()
 	var found *http.Cookie
 	for _, c := range res.w.Result().Cookies() {
@@ -36,31 +36,31 @@ func ctCookie(t *testing.T, res htResult, name string) *http.Cookie {
 	return found
 }
 
-// ctWithCookie is a request carrying only the identity cookie.
-func ctWithCookie(method string, c *http.Cookie) *http.Request {
+// cookieRequest is a request carrying only the identity cookie.
+func cookieRequest(method string, c *http.Cookie) *http.Request {
 	r := httptest.NewRequest(method, "https://example.com/app", nil)
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	return r
 }
 
-// ctSetup provisions a cookie-mode validator "web" (partner_id from the
+// newCookieHandler provisions a cookie-mode validator "web" (partner_id from the
 // partner claim) and a handler over it.
-func ctSetup(t *testing.T, cc *CookieConfig, h *Handler) (*Handler, *testClock) {
+func newCookieHandler(t *testing.T, cc *CookieConfig, h *Handler) (*Handler, *testClock) {
 	t.Helper()
 	clock := newTestClock()
 	v := hsValidator()
 	v.Cookie = cc
 	v.PartnerID = &PartnerIDSource{Claim: "partner"}
-	h, _ = htHandler(t, clock, "web", v, h)
+	h, _ = newHandler(t, clock, "web", v, h)
 	return h, clock
 }
 
-// ctLogin authenticates by header and returns the identity cookie set.
-func ctLogin(t *testing.T, h *Handler, tok string) *http.Cookie {
+// loginByHeader authenticates by header and returns the identity cookie set.
+func loginByHeader(t *testing.T, h *Handler, tok string) *http.Cookie {
 	t.Helper()
-	res := htServe(t, h, htBearer(tok), nil)
-	htPass(t, res)
-	c := ctCookie(t, res, h.validators[0].Cookie.Name)
+	res := serve(t, h, bearerRequest(tok), nil)
+	requirePassed(t, res)
+	c := responseCookie(t, res, h.validators[0].Cookie.Name)
 	if c == nil {
 		t.Fatalf("no identity cookie after header authentication; Set-Cookie: %q", res.w.Header().Values("Set-Cookie"))
 	}
@@ -68,9 +68,9 @@ func ctLogin(t *testing.T, h *Handler, tok string) *http.Cookie {
 }
 
 func TestCookieSetAfterHeaderAuth(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	res := htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
-	htPass(t, res)
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", nil))), nil)
+	requirePassed(t, res)
 	raw := res.w.Header().Values("Set-Cookie")
 	if len(raw) != 1 {
 		t.Fatalf("Set-Cookie %q", raw)
@@ -83,13 +83,13 @@ func TestCookieSetAfterHeaderAuth(t *testing.T) {
 	if strings.Contains(raw[0], "Domain=") {
 		t.Errorf("a __Host- cookie must not have a Domain: %q", raw[0])
 	}
-	c := ctCookie(t, res, "__Host-jwtauth")
+	c := responseCookie(t, res, "__Host-jwtauth")
 	if !c.Expires.Equal(testNow.Add(time.Hour).Truncate(time.Second)) {
 		t.Errorf("Expires %v", c.Expires)
 	}
 
 	// the cookie is not a bearer token: it cannot be replayed as one
-	htRequire(t, htServe(t, h, htBearer(c.Value), nil), http.StatusUnauthorized, "malformed")
+	requireRefused(t, serve(t, h, bearerRequest(c.Value), nil), http.StatusUnauthorized, "malformed")
 }
 
 func TestCookieMaxAge(t *testing.T) {
@@ -105,9 +105,9 @@ func TestCookieMaxAge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, _ := ctSetup(t, &CookieConfig{MaxAge: caddy.Duration(tt.maxAge), Name: "sid", Path: "/app", SameSite: "lax"}, &Handler{})
-			res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(tt.exp).Unix()}))), nil)
-			htPass(t, res)
+			h, _ := newCookieHandler(t, &CookieConfig{MaxAge: caddy.Duration(tt.maxAge), Name: "sid", Path: "/app", SameSite: "lax"}, &Handler{})
+			res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", map[string]any{"exp": testNow.Add(tt.exp).Unix()}))), nil)
+			requirePassed(t, res)
 			raw := res.w.Header().Get("Set-Cookie")
 			for _, attr := range []string{"sid=", tt.want, "; Path=/app", "; SameSite=Lax", "; Secure", "; HttpOnly"} {
 				if !strings.Contains(raw, attr) {
@@ -118,33 +118,33 @@ func TestCookieMaxAge(t *testing.T) {
 	}
 
 	// a token inside its leeway (exp passed) gets no cookie
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-10 * time.Second).Unix()}))), nil)
-	htPass(t, res)
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", map[string]any{"exp": testNow.Add(-10 * time.Second).Unix()}))), nil)
+	requirePassed(t, res)
 	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
 		t.Fatalf("cookie for a token past its exp: %q", got)
 	}
 
 	// insecure drops Secure, and only that
-	h, _ = ctSetup(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
-	res = htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
-	htPass(t, res)
+	h, _ = newCookieHandler(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
+	res = serve(t, h, bearerRequest(hs256(t, userClaims("alice", nil))), nil)
+	requirePassed(t, res)
 	if raw := res.w.Header().Get("Set-Cookie"); strings.Contains(raw, "Secure") || !strings.Contains(raw, "HttpOnly") || !strings.Contains(raw, "SameSite=Strict") {
 		t.Fatalf("insecure Set-Cookie %q", raw)
 	}
 }
 
 func TestCookieAuthenticates(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
-	tok := hs256(t, htClaims("alice", map[string]any{"partner": "p7", "email": "alice@example.com"}))
-	byHeader := htServe(t, h, htBearer(tok), nil)
-	htPass(t, byHeader)
-	c := ctCookie(t, byHeader, "__Host-jwtauth")
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+	tok := hs256(t, userClaims("alice", map[string]any{"partner": "p7", "email": "alice@example.com"}))
+	byHeader := serve(t, h, bearerRequest(tok), nil)
+	requirePassed(t, byHeader)
+	c := responseCookie(t, byHeader, "__Host-jwtauth")
 
-	r := ctWithCookie(http.MethodGet, c)
+	r := cookieRequest(http.MethodGet, c)
 	r.Header.Set("X-User-Id", "eve")
-	byCookie := htServe(t, h, r, nil)
-	htPass(t, byCookie)
+	byCookie := serve(t, h, r, nil)
+	requirePassed(t, byCookie)
 	for _, k := range []string{"http.auth.user.id", "http.auth.user.email", "http.auth.jwt.validator", "http.auth.jwt.partner_id", "http.auth.jwt.claims.email", "http.auth.jwt.claims.exp"} {
 		want, _ := byHeader.placeholder(k)
 		got, ok := byCookie.placeholder(k)
@@ -160,75 +160,75 @@ func TestCookieAuthenticates(t *testing.T) {
 		t.Fatalf("Set-Cookie on a cookie-authenticated request: %q", got)
 	}
 	// nor does a header request with the same token that already has it
-	r = htBearer(tok)
+	r = bearerRequest(tok)
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-	res := htServe(t, h, r, nil)
-	htPass(t, res)
+	res := serve(t, h, r, nil)
+	requirePassed(t, res)
 	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
 		t.Fatalf("Set-Cookie when the request carries the cookie for this token: %q", got)
 	}
 }
 
 func TestCookieHeaderWins(t *testing.T) {
-	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
-	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	h, clock := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	c := loginByHeader(t, h, hs256(t, userClaims("alice", nil)))
 
-	r := htBearer(hs256(t, htClaims("bob", nil)))
+	r := bearerRequest(hs256(t, userClaims("bob", nil)))
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-	res := htServe(t, h, r, nil)
-	htPass(t, res)
+	res := serve(t, h, r, nil)
+	requirePassed(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "bob" {
 		t.Fatalf("user %q: the cookie won over the header", id)
 	}
-	if nc := ctCookie(t, res, c.Name); nc == nil || nc.Value == c.Value {
+	if nc := responseCookie(t, res, c.Name); nc == nil || nc.Value == c.Value {
 		t.Fatal("no new cookie for the header's user")
 	}
 
 	// a bad header is not rescued by a good cookie
-	r = htBearer(htFlipSig(hs256(t, htClaims("bob", nil))))
+	r = bearerRequest(flipSignature(hs256(t, userClaims("bob", nil))))
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-	htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "invalid")
+	requireRefused(t, serve(t, h, r, nil), http.StatusUnauthorized, "invalid")
 
 	// nor an expired header
 	clock.Add(time.Minute)
-	r = htBearer(hs256(t, htClaims("bob", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})))
+	r = bearerRequest(hs256(t, userClaims("bob", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})))
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-	htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "expired")
+	requireRefused(t, serve(t, h, r, nil), http.StatusUnauthorized, "expired")
 }
 
 func TestCookieExpiry(t *testing.T) {
-	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
-	tok := hs256(t, htClaims("alice", nil)) // exp = testNow + 1h; leeway 30s
-	c := ctLogin(t, h, tok)
+	h, clock := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, userClaims("alice", nil)) // exp = testNow + 1h; leeway 30s
+	c := loginByHeader(t, h, tok)
 
 	clock.Add(time.Hour - time.Second)
-	htPass(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil))
+	requirePassed(t, serve(t, h, cookieRequest(http.MethodGet, c), nil))
 
 	clock.Add(2 * time.Second) // 1s past exp: inside the token's leeway
-	htPass(t, htServe(t, h, htBearer(tok), nil))
-	res := htServe(t, h, ctWithCookie(http.MethodGet, c), nil)
-	htRequire(t, res, http.StatusUnauthorized, "expired")
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil))
+	res := serve(t, h, cookieRequest(http.MethodGet, c), nil)
+	requireRefused(t, res, http.StatusUnauthorized, "expired")
 	if got := res.w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
 		t.Fatalf("WWW-Authenticate %q", got)
 	}
 
 	// max_age is enforced by the server too, not only by the browser
-	h, clock = ctSetup(t, &CookieConfig{MaxAge: caddy.Duration(10 * time.Minute)}, &Handler{})
-	c = ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	h, clock = newCookieHandler(t, &CookieConfig{MaxAge: caddy.Duration(10 * time.Minute)}, &Handler{})
+	c = loginByHeader(t, h, hs256(t, userClaims("alice", nil)))
 	clock.Add(10*time.Minute - time.Second)
-	htPass(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil))
+	requirePassed(t, serve(t, h, cookieRequest(http.MethodGet, c), nil))
 	clock.Add(time.Second)
-	htRequire(t, htServe(t, h, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "expired")
+	requireRefused(t, serve(t, h, cookieRequest(http.MethodGet, c), nil), http.StatusUnauthorized, "expired")
 }
 
 func TestCookieTampered(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{Public: true})
-	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{Public: true})
+	c := loginByHeader(t, h, hs256(t, userClaims("alice", nil)))
 	parts := strings.Split(c.Value, ".")
 	if len(parts) != 3 {
 		t.Fatalf("cookie value has %d parts", len(parts))
 	}
-	eve := htClaims("eve", nil)
+	eve := userClaims("eve", nil)
 	evePayload := strings.Split(hs256(t, eve), ".")[1]
 	flip := func(s string, i int) string {
 		b := []byte(s)
@@ -251,27 +251,27 @@ func TestCookieTampered(t *testing.T) {
 		"dots":               "..",
 		"padded mac":         c.Value + "=",
 		"oversized":          strings.Repeat("A", 5000) + "." + parts[1] + "." + parts[2],
-		"bearer token":       hs256(t, htClaims("alice", nil)),
+		"bearer token":       hs256(t, userClaims("alice", nil)),
 		"non-numeric expiry": parts[0] + ".soon." + parts[2],
 	}
 	for name, val := range tampered {
 		t.Run(name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
 			r.Header.Set("Cookie", "__Host-jwtauth="+val)
-			res := htServe(t, h, r, nil)
+			res := serve(t, h, r, nil)
 			if val == "" { // an empty cookie is no cookie: anonymous in public mode
-				htPass(t, res)
+				requirePassed(t, res)
 				if _, ok := res.placeholder("http.auth.user.id"); ok {
 					t.Fatal("empty cookie authenticated")
 				}
 				return
 			}
-			htRequire(t, res, http.StatusUnauthorized, "invalid")
+			requireRefused(t, res, http.StatusUnauthorized, "invalid")
 		})
 	}
 	// untouched, it passes
-	res := htServe(t, h, ctWithCookie(http.MethodGet, c), nil)
-	htPass(t, res)
+	res := serve(t, h, cookieRequest(http.MethodGet, c), nil)
+	requirePassed(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
 		t.Fatalf("user %q", id)
 	}
@@ -289,23 +289,23 @@ func TestCookieBoundToValidator(t *testing.T) {
 	hb := provisionHandler(t, a, &Handler{Validators: []string{"ck-b"}})
 	hab := provisionHandler(t, a, &Handler{Validators: []string{"ck-b", "ck-a"}})
 
-	c := ctLogin(t, ha, hs256(t, htClaims("alice", nil)))
-	htPass(t, htServe(t, ha, ctWithCookie(http.MethodGet, c), nil))
+	c := loginByHeader(t, ha, hs256(t, userClaims("alice", nil)))
+	requirePassed(t, serve(t, ha, cookieRequest(http.MethodGet, c), nil))
 	// the same value under B's cookie name: the MAC binds it to A (same key)
 	forged := &http.Cookie{Name: "__Host-b", Value: c.Value}
-	htRequire(t, htServe(t, hb, ctWithCookie(http.MethodGet, forged), nil), http.StatusUnauthorized, "invalid")
+	requireRefused(t, serve(t, hb, cookieRequest(http.MethodGet, forged), nil), http.StatusUnauthorized, "invalid")
 	// a handler listing both finds the validator that minted it
-	res := htServe(t, hab, ctWithCookie(http.MethodGet, c), nil)
-	htPass(t, res)
+	res := serve(t, hab, cookieRequest(http.MethodGet, c), nil)
+	requirePassed(t, res)
 	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "ck-a" {
 		t.Fatalf("validator %q", name)
 	}
 }
 
 func TestCookieCrossOrigin(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	tok := hs256(t, htClaims("alice", nil))
-	c := ctLogin(t, h, tok)
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, userClaims("alice", nil))
+	c := loginByHeader(t, h, tok)
 
 	tests := []struct {
 		name    string
@@ -340,12 +340,12 @@ func TestCookieCrossOrigin(t *testing.T) {
 			for k, v := range tt.headers {
 				r.Header.Set(k, v)
 			}
-			res := htServe(t, h, r, nil)
+			res := serve(t, h, r, nil)
 			if tt.want == 0 {
-				htPass(t, res)
+				requirePassed(t, res)
 				return
 			}
-			htRequire(t, res, tt.want, "forbidden")
+			requireRefused(t, res, tt.want, "forbidden")
 			if !strings.Contains(res.err.Error(), "cross-origin") {
 				t.Fatalf("err %v", res.err)
 			}
@@ -355,14 +355,14 @@ func TestCookieCrossOrigin(t *testing.T) {
 	// a token read from a cookie source is just as ambient
 	v := hsValidator()
 	v.Sources = []TokenSource{{From: "cookie", Name: "access_token"}}
-	hc, _ := htHandler(t, newTestClock(), "test", v, &Handler{})
+	hc, _ := newHandler(t, newTestClock(), "test", v, &Handler{})
 	r := httptest.NewRequest(http.MethodPost, "https://example.com/app", nil)
 	r.AddCookie(&http.Cookie{Name: "access_token", Value: tok})
 	r.Header.Set("Sec-Fetch-Site", "cross-site")
-	htRequire(t, htServe(t, hc, r, nil), http.StatusForbidden, "forbidden")
+	requireRefused(t, serve(t, hc, r, nil), http.StatusForbidden, "forbidden")
 	r.Header.Set("Sec-Fetch-Site", "same-origin")
-	res := htServe(t, hc, r, nil)
-	htPass(t, res)
+	res := serve(t, hc, r, nil)
+	requirePassed(t, res)
 	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
 		t.Fatalf("identity cookie set for a token that came from a cookie: %q", got)
 	}
@@ -373,22 +373,22 @@ func TestCookieOnlyAfterHeaderSources(t *testing.T) {
 	v := hsValidator()
 	v.Cookie = &CookieConfig{}
 	v.Sources = []TokenSource{{From: "header", Name: "Authorization", Prefix: "Bearer"}, {From: "query", Name: "token"}}
-	h, _ := htHandler(t, clock, "test", v, &Handler{})
-	tok := hs256(t, htClaims("alice", nil))
-	res := htServe(t, h, httptest.NewRequest(http.MethodGet, "https://example.com/?token="+tok, nil), nil)
-	htPass(t, res)
+	h, _ := newHandler(t, clock, "test", v, &Handler{})
+	tok := hs256(t, userClaims("alice", nil))
+	res := serve(t, h, httptest.NewRequest(http.MethodGet, "https://example.com/?token="+tok, nil), nil)
+	requirePassed(t, res)
 	if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
 		t.Fatalf("identity cookie set after a query token: %q", got)
 	}
 }
 
 func TestCookieStripToken(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{StripToken: true})
-	c := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
-	r := ctWithCookie(http.MethodGet, c)
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{StripToken: true})
+	c := loginByHeader(t, h, hs256(t, userClaims("alice", nil)))
+	r := cookieRequest(http.MethodGet, c)
 	r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
-	res := htServe(t, h, r, nil)
-	htPass(t, res)
+	res := serve(t, h, r, nil)
+	requirePassed(t, res)
 	if _, err := res.seen.Cookie(c.Name); err == nil {
 		t.Fatal("identity cookie passed on with strip_token")
 	}
@@ -398,9 +398,9 @@ func TestCookieStripToken(t *testing.T) {
 }
 
 func TestCookieWithoutKey(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	tok := hs256(t, htClaims("alice", nil))
-	c := ctLogin(t, h, tok)
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	tok := hs256(t, userClaims("alice", nil))
+	c := loginByHeader(t, h, tok)
 	v := h.validators[0]
 	key := v.cookieKey
 	v.cookieKey = nil
@@ -516,7 +516,7 @@ func TestCookieKeyPersisted(t *testing.T) {
 		t.Fatalf("Provision created %s: %v", filepath.Dir(path), err)
 	}
 	h1 := start()
-	c := ctLogin(t, h1, hs256(t, htClaims("alice", nil)))
+	c := loginByHeader(t, h1, hs256(t, userClaims("alice", nil)))
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatalf("key file: %v", err)
@@ -525,8 +525,8 @@ func TestCookieKeyPersisted(t *testing.T) {
 		t.Fatalf("key file mode %v", fi.Mode().Perm())
 	}
 	h2 := start()
-	res := htServe(t, h2, ctWithCookie(http.MethodGet, c), nil)
-	htPass(t, res)
+	res := serve(t, h2, cookieRequest(http.MethodGet, c), nil)
+	requirePassed(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
 		t.Fatalf("user %q", id)
 	}
@@ -536,28 +536,28 @@ func TestCookieKeyPersisted(t *testing.T) {
 	// a key file that exists is checked at Provision
 	v := hsValidator()
 	v.Cookie = &CookieConfig{}
-	if err := provisionErr(v); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
+	if err := provisionErr(t, &App{Validators: map[string]*Validator{"test": v}}); err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") {
 		t.Fatalf("a short cookie.key: %v", err)
 	}
 	if err := os.WriteFile(path, make([]byte, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h3 := start() // a new key: old cookies are void
-	htRequire(t, htServe(t, h3, ctWithCookie(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
+	requireRefused(t, serve(t, h3, cookieRequest(http.MethodGet, c), nil), http.StatusUnauthorized, "invalid")
 }
 
 // Two identity cookies of one name (one may have been tossed in from a
 // sibling subdomain) are ambiguous: 400 invalid_request, whichever comes
 // first, as for from_cookie sources. Two copies of one value are not.
 func TestCookieDuplicateIdentityCookie(t *testing.T) {
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	alice := ctLogin(t, h, hs256(t, htClaims("alice", nil)))
-	bob := ctLogin(t, h, hs256(t, htClaims("bob", nil)))
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	alice := loginByHeader(t, h, hs256(t, userClaims("alice", nil)))
+	bob := loginByHeader(t, h, hs256(t, userClaims("bob", nil)))
 	for _, order := range [][]*http.Cookie{{alice, bob}, {bob, alice}} {
 		r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
 		r.Header.Set("Cookie", order[0].Name+"="+order[0].Value+"; "+order[1].Name+"="+order[1].Value)
-		res := htServe(t, h, r, nil)
-		htRequire(t, res, http.StatusBadRequest, "malformed")
+		res := serve(t, h, r, nil)
+		requireRefused(t, res, http.StatusBadRequest, "malformed")
 		if got := res.w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
 			t.Fatalf("WWW-Authenticate %q", got)
 		}
@@ -565,19 +565,19 @@ func TestCookieDuplicateIdentityCookie(t *testing.T) {
 	// in two Cookie headers
 	r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
 	r.Header["Cookie"] = []string{alice.Name + "=" + alice.Value, bob.Name + "=" + bob.Value}
-	htRequire(t, htServe(t, h, r, nil), http.StatusBadRequest, "malformed")
+	requireRefused(t, serve(t, h, r, nil), http.StatusBadRequest, "malformed")
 
 	r = httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
 	r.Header.Set("Cookie", alice.Name+"="+alice.Value+"; "+alice.Name+"="+alice.Value)
-	res := htServe(t, h, r, nil)
-	htPass(t, res)
+	res := serve(t, h, r, nil)
+	requirePassed(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
 		t.Fatalf("user %q", id)
 	}
 }
 
-// ctObserve routes the validator's log into an observer.
-func ctObserve(t *testing.T, v *Validator) *observer.ObservedLogs {
+// observeValidator routes the validator's log into an observer.
+func observeValidator(t *testing.T, v *Validator) *observer.ObservedLogs {
 	core, logs := observer.New(zapcore.WarnLevel)
 	old := v.logger
 	v.logger = zap.New(core)
@@ -589,13 +589,13 @@ func ctObserve(t *testing.T, v *Validator) *observer.ObservedLogs {
 // over the 4096 bytes browsers keep is not set, and that is logged at Warn
 // with its size: once per validator per hour, not on every login.
 func TestCookieTooLargeWarned(t *testing.T) {
-	h, clock := ctSetup(t, &CookieConfig{}, &Handler{})
+	h, clock := newCookieHandler(t, &CookieConfig{}, &Handler{})
 	v := h.validators[0]
-	logs := ctObserve(t, v)
-	big := hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000)}))
+	logs := observeValidator(t, v)
+	big := hs256(t, userClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000)}))
 	for i := 0; i < 3; i++ {
-		res := htServe(t, h, htBearer(big), nil)
-		htPass(t, res)
+		res := serve(t, h, bearerRequest(big), nil)
+		requirePassed(t, res)
 		if got := res.w.Header().Values("Set-Cookie"); len(got) != 0 {
 			t.Fatalf("oversized cookie set: %d bytes", len(got[0]))
 		}
@@ -612,12 +612,12 @@ func TestCookieTooLargeWarned(t *testing.T) {
 		t.Fatal("the token or its claims were logged")
 	}
 	clock.Add(61 * time.Minute)
-	htPass(t, htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000), "exp": clock.Now().Add(time.Hour).Unix()}))), nil))
+	requirePassed(t, serve(t, h, bearerRequest(hs256(t, userClaims("alice", map[string]any{"pad": strings.Repeat("x", 3000), "exp": clock.Now().Add(time.Hour).Unix()}))), nil))
 	if n := logs.FilterMessageSnippet("identity cookie").Len(); n != 2 {
 		t.Fatalf("%d warnings an hour later, want 2", n)
 	}
 	// a cookie that fits is set as before
-	ctLogin(t, h, hs256(t, htClaims("alice", map[string]any{"pad": strings.Repeat("x", 2000), "exp": clock.Now().Add(time.Hour).Unix()})))
+	loginByHeader(t, h, hs256(t, userClaims("alice", map[string]any{"pad": strings.Repeat("x", 2000), "exp": clock.Now().Add(time.Hour).Unix()})))
 }
 
 // A Secure identity cookie set in answer to a plain-HTTP request will never
@@ -635,18 +635,18 @@ func TestCookieSecureOverPlainHTTPWarned(t *testing.T) {
 		}
 		return r
 	}
-	h, _ := ctSetup(t, &CookieConfig{}, &Handler{})
-	logs := ctObserve(t, h.validators[0])
-	tok := hs256(t, htClaims("alice", nil))
+	h, _ := newCookieHandler(t, &CookieConfig{}, &Handler{})
+	logs := observeValidator(t, h.validators[0])
+	tok := hs256(t, userClaims("alice", nil))
 	trusted := map[string]any{caddyhttp.TrustedProxyVarKey: true}
-	htPass(t, htServe(t, h, htBearer(tok), nil))
-	htPass(t, htServe(t, h, plain(tok, trusted, "X-Forwarded-Proto", "https"), nil))
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil))
+	requirePassed(t, serve(t, h, plain(tok, trusted, "X-Forwarded-Proto", "https"), nil))
 	if n := logs.Len(); n != 0 {
 		t.Fatalf("warnings for https requests: %v", logs.All())
 	}
 	for i := 0; i < 3; i++ {
-		res := htServe(t, h, plain(tok, nil, "X-Forwarded-Proto", "https"), nil) // untrusted: ignored
-		htPass(t, res)
+		res := serve(t, h, plain(tok, nil, "X-Forwarded-Proto", "https"), nil) // untrusted: ignored
+		requirePassed(t, res)
 		if len(res.w.Header().Values("Set-Cookie")) != 1 {
 			t.Fatal("cookie not set on plain HTTP")
 		}
@@ -656,9 +656,9 @@ func TestCookieSecureOverPlainHTTPWarned(t *testing.T) {
 		t.Fatalf("warnings %v", logs.All())
 	}
 
-	hi, _ := ctSetup(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
-	logs = ctObserve(t, hi.validators[0])
-	htPass(t, htServe(t, hi, plain(tok, nil), nil))
+	hi, _ := newCookieHandler(t, &CookieConfig{Name: "dev", Insecure: true}, &Handler{})
+	logs = observeValidator(t, hi.validators[0])
+	requirePassed(t, serve(t, hi, plain(tok, nil), nil))
 	if logs.Len() != 0 {
 		t.Fatalf("warning for an insecure cookie: %v", logs.All())
 	}

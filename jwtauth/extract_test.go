@@ -10,20 +10,6 @@ import (
 	"testing"
 )
 
-// etSources is a typical multi-source configuration.
-func etSources() []TokenSource {
-	s := []TokenSource{
-		{From: "header", Name: "Authorization", Prefix: "Bearer"},
-		{From: "header", Name: "x-api-token"}, // bare: the whole value
-		{From: "cookie", Name: "tok"},
-		{From: "query", Name: "access_token"},
-	}
-	for i := range s {
-		s[i].provision()
-	}
-	return s
-}
-
 func TestExtractToken(t *testing.T) {
 	t.Parallel()
 	type req struct {
@@ -102,7 +88,7 @@ func TestExtractToken(t *testing.T) {
 			if tc.r.rawQuery != "" {
 				r.URL.RawQuery = tc.r.rawQuery
 			}
-			ex, err := extractToken(r, etSources())
+			ex, err := extractToken(r, multiSources())
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("error %v, want %v (token %q)", err, tc.err, ex.token)
@@ -135,7 +121,7 @@ func TestExtractConflictIsBadRequest(t *testing.T) {
 
 func TestExtractedStrip(t *testing.T) {
 	t.Parallel()
-	src := etSources()
+	src := multiSources()
 	r := httptest.NewRequest(http.MethodGet, "/p?access_token=q1&keep=1", nil)
 	r.Header.Set("Authorization", "Bearer h1")
 	r.AddCookie(&http.Cookie{Name: "tok", Value: "c1"})

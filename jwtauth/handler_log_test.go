@@ -33,7 +33,7 @@ func TestHandlerDebugLog(t *testing.T) {
 			for _, tok := range []string{good, forged, forged} { // the second forged one is a remembered refusal
 				r := httptest.NewRequest(http.MethodGet, "/p?q=1", nil)
 				r.Header.Set("Authorization", "Bearer "+tok)
-				_, _, _, _ = serve(t, h, r)
+				serve(t, h, r, nil)
 			}
 			entries := logs.TakeAll()
 			if level != zapcore.DebugLevel {
@@ -70,7 +70,8 @@ func TestHandlerRefusalError(t *testing.T) {
 	for i := range 2 {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Authorization", "Bearer "+forged)
-		w, repl, called, err := serve(t, h, r)
+		res := serve(t, h, r, nil)
+		w, repl, called, err := res.w, res.repl, res.called, res.err
 		var he caddyhttp.HandlerError
 		if called || !errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized || !errors.Is(err, ErrTokenSignature) {
 			t.Fatalf("round %d: called %v, err %#v", i, called, err)

@@ -1,7 +1,6 @@
 package jwtauth
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,141 +21,37 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// htResult is what one pass through the handler produced.
-type htResult struct {
-	w      *httptest.ResponseRecorder
-	repl   *caddy.Replacer
-	err    error
-	called bool
-	seen   *http.Request // the request as next saw it
-}
-
-// status is the HTTP status of the handler's error, or 0 when it passed.
-func (res htResult) status() int {
-	if res.err == nil {
-		return 0
-	}
-	var he caddyhttp.HandlerError
-	if errors.As(res.err, &he) {
-		return he.StatusCode
-	}
-	return -1
-}
-
-func (res htResult) placeholder(key string) (string, bool) {
-	return res.repl.GetString(key)
-}
-
-// htServe runs h on r with repl (a fresh one when nil) in its context.
-func htServe(t testing.TB, h *Handler, r *http.Request, repl *caddy.Replacer) htResult {
-	t.Helper()
-	if repl == nil {
-		repl = caddy.NewReplacer()
-	}
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	res := htResult{w: httptest.NewRecorder(), repl: repl}
-	res.err = h.ServeHTTP(res.w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		res.called = true
-		res.seen = r
-		return nil
-	}))
-	return res
-}
-
-// htRequire fails unless the request was refused with status and the
-// {http.auth.jwt.error} reason, without calling next.
-func htRequire(t *testing.T, res htResult, status int, reason string) {
-	t.Helper()
-	if res.status() != status {
-		t.Fatalf("status %d (err %v), want %d", res.status(), res.err, status)
-	}
-	if res.called {
-		t.Fatal("next was called on a refused request")
-	}
-	if got, _ := res.placeholder("http.auth.jwt.error"); got != reason {
-		t.Fatalf("{http.auth.jwt.error} = %q, want %q", got, reason)
-	}
-	if _, ok := res.placeholder("http.auth.user.id"); ok {
-		t.Fatal("{http.auth.user.id} set on a refused request")
-	}
-}
-
-// htPass fails unless next was called without error.
-func htPass(t *testing.T, res htResult) {
-	t.Helper()
-	if res.err != nil || !res.called {
-		t.Fatalf("refused: err=%v called=%v WWW-Authenticate=%q", res.err, res.called, res.w.Header().Get("WWW-Authenticate"))
-	}
-}
-
-// htFlipSig changes one character in the middle of a token's signature.
-func htFlipSig(tok string) string {
-	i := strings.LastIndexByte(tok, '.') + 10
-	c := byte('A')
-	if tok[i] == 'A' {
-		c = 'B'
-	}
-	return tok[:i] + string(c) + tok[i+1:]
-}
-
-func htBearer(tok string) *http.Request {
-	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
-	if tok != "" {
-		r.Header.Set("Authorization", "Bearer "+tok)
-	}
-	return r
-}
-
-// htClaims returns valid claims at testNow for user sub, with extra claims.
-func htClaims(sub string, extra map[string]any) jwt.MapClaims {
-	c := claims()
-	c["sub"] = sub
-	for k, v := range extra {
-		c[k] = v
-	}
-	return c
-}
-
-// htHandler provisions an app with one validator named name and a handler
-// over it.
-func htHandler(t *testing.T, clock *testClock, name string, v *Validator, h *Handler) (*Handler, *Validator) {
-	t.Helper()
-	a := provisionApp(t, clock.Now, map[string]*Validator{name: v})
-	h.Validators = []string{name}
-	return provisionHandler(t, a, h), v
-}
-
 func TestHandlerRequiredMode(t *testing.T) {
 	clock := newTestClock()
 	v := hsValidator()
 	v.Require = []ClaimRequirement{{Claim: "scope", Values: []string{"read"}}}
-	h, _ := htHandler(t, clock, "test", v, &Handler{Realm: `api "v1"`})
+	h, _ := newHandler(t, clock, "test", v, &Handler{Realm: `api "v1"`})
 
 	t.Run("missing", func(t *testing.T) {
-		res := htServe(t, h, htBearer(""), nil)
-		htRequire(t, res, http.StatusUnauthorized, "missing")
+		res := serve(t, h, bearerRequest(""), nil)
+		requireRefused(t, res, http.StatusUnauthorized, "missing")
 		// RFC 6750 §3.1: no error code when the request has no credential
 		if got := res.w.Header().Get("WWW-Authenticate"); got != `Bearer realm="api 'v1'"` {
 			t.Fatalf("WWW-Authenticate %q", got)
 		}
 	})
 	t.Run("other scheme", func(t *testing.T) {
-		r := htBearer("")
+		r := bearerRequest("")
 		r.Header.Set("Authorization", "Basic YWxpY2U6c2VjcmV0")
-		htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "missing")
+		requireRefused(t, serve(t, h, r, nil), http.StatusUnauthorized, "missing")
 	})
 	bad := []struct {
 		name, token, reason, desc string
 	}{
-		{"bad signature", htFlipSig(hs256(t, htClaims("alice", map[string]any{"scope": "read"}))), "invalid", "signature invalid"},
-		{"wrong key", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("k", 32)), htClaims("alice", map[string]any{"scope": "read"}), nil), "invalid", "signature invalid"},
-		{"expired", hs256(t, htClaims("alice", map[string]any{"scope": "read", "exp": testNow.Add(-time.Hour).Unix()})), "expired", "token expired"},
+		{"bad signature", flipSignature(hs256(t, userClaims("alice", map[string]any{"scope": "read"}))), "invalid", "signature invalid"},
+		{"wrong key", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("k", 32)), userClaims("alice", map[string]any{"scope": "read"}), nil), "invalid", "signature invalid"},
+		{"expired", hs256(t, userClaims("alice", map[string]any{"scope": "read", "exp": testNow.Add(-time.Hour).Unix()})), "expired", "token expired"},
 		{"garbage", "not-a-token", "malformed", "not a compact JWS"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			res := htServe(t, h, htBearer(tt.token), nil)
-			htRequire(t, res, http.StatusUnauthorized, tt.reason)
+			res := serve(t, h, bearerRequest(tt.token), nil)
+			requireRefused(t, res, http.StatusUnauthorized, tt.reason)
 			got := res.w.Header().Get("WWW-Authenticate")
 			if !strings.HasPrefix(got, `Bearer realm="api 'v1'", error="invalid_token", error_description="`) {
 				t.Fatalf("WWW-Authenticate %q", got)
@@ -170,15 +65,15 @@ func TestHandlerRequiredMode(t *testing.T) {
 		})
 	}
 	t.Run("insufficient scope", func(t *testing.T) {
-		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"scope": "write admin"}))), nil)
-		htRequire(t, res, http.StatusForbidden, "forbidden")
+		res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", map[string]any{"scope": "write admin"}))), nil)
+		requireRefused(t, res, http.StatusForbidden, "forbidden")
 		if got := res.w.Header().Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="api 'v1'", error="insufficient_scope", error_description="`) {
 			t.Fatalf("WWW-Authenticate %q", got)
 		}
 	})
 	t.Run("ok", func(t *testing.T) {
-		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", map[string]any{"scope": "write read"}))), nil)
-		htPass(t, res)
+		res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", map[string]any{"scope": "write read"}))), nil)
+		requirePassed(t, res)
 		if res.w.Header().Get("WWW-Authenticate") != "" {
 			t.Fatal("challenge on success")
 		}
@@ -192,14 +87,14 @@ func TestHandlerPublicMode(t *testing.T) {
 	clock := newTestClock()
 	v := hsValidator()
 	v.Cookie = &CookieConfig{}
-	h, _ := htHandler(t, clock, "test", v, &Handler{Public: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+	h, _ := newHandler(t, clock, "test", v, &Handler{Public: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
 
 	t.Run("anonymous", func(t *testing.T) {
-		r := htBearer("")
+		r := bearerRequest("")
 		r.Header.Set("X-User-Id", "eve")
 		r.Header["x_user_id"] = []string{"eve"}
-		res := htServe(t, h, r, nil)
-		htPass(t, res)
+		res := serve(t, h, r, nil)
+		requirePassed(t, res)
 		for _, k := range []string{"http.auth.user.id", "http.auth.user.sub", "http.auth.jwt.validator", "http.auth.jwt.partner_id", "http.auth.jwt.claims.sub", "http.auth.jwt.error"} {
 			if val, ok := res.placeholder(k); ok {
 				t.Errorf("{%s} = %q on an anonymous request", k, val)
@@ -214,38 +109,38 @@ func TestHandlerPublicMode(t *testing.T) {
 		}
 	})
 	t.Run("bad token", func(t *testing.T) {
-		htRequire(t, htServe(t, h, htBearer("a.b.c"), nil), http.StatusUnauthorized, "malformed")
+		requireRefused(t, serve(t, h, bearerRequest("a.b.c"), nil), http.StatusUnauthorized, "malformed")
 	})
 	// the Bearer scheme without a token is a credential that fails, never
 	// the anonymous path; another scheme is no credential for us
 	for _, val := range []string{"Bearer", "Bearer ", "Bearer    ", "bearer\t", " BEARER  "} {
 		t.Run("empty bearer "+strconv.Quote(val), func(t *testing.T) {
-			r := htBearer("")
+			r := bearerRequest("")
 			r.Header.Set("Authorization", val)
-			res := htServe(t, h, r, nil)
-			htRequire(t, res, http.StatusUnauthorized, "malformed")
+			res := serve(t, h, r, nil)
+			requireRefused(t, res, http.StatusUnauthorized, "malformed")
 			if got := res.w.Header().Get("WWW-Authenticate"); got != `Bearer realm="restricted", error="invalid_token", error_description="empty token"` {
 				t.Fatalf("WWW-Authenticate %q", got)
 			}
 		})
 	}
 	t.Run("Basic is no credential", func(t *testing.T) {
-		r := htBearer("")
+		r := bearerRequest("")
 		r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
-		htPass(t, htServe(t, h, r, nil))
+		requirePassed(t, serve(t, h, r, nil))
 	})
 	t.Run("expired token", func(t *testing.T) {
-		tok := hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
-		htRequire(t, htServe(t, h, htBearer(tok), nil), http.StatusUnauthorized, "expired")
+		tok := hs256(t, userClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
+		requireRefused(t, serve(t, h, bearerRequest(tok), nil), http.StatusUnauthorized, "expired")
 	})
 	t.Run("invalid identity cookie", func(t *testing.T) {
-		r := htBearer("")
+		r := bearerRequest("")
 		r.AddCookie(&http.Cookie{Name: "__Host-jwtauth", Value: "eyJzdWIiOiJldmUifQ.9999999999.AAAA"})
-		htRequire(t, htServe(t, h, r, nil), http.StatusUnauthorized, "invalid")
+		requireRefused(t, serve(t, h, r, nil), http.StatusUnauthorized, "invalid")
 	})
 	t.Run("valid token", func(t *testing.T) {
-		res := htServe(t, h, htBearer(hs256(t, htClaims("alice", nil))), nil)
-		htPass(t, res)
+		res := serve(t, h, bearerRequest(hs256(t, userClaims("alice", nil))), nil)
+		requirePassed(t, res)
 		if id, _ := res.placeholder("http.auth.user.id"); id != "alice" {
 			t.Fatalf("user id %q", id)
 		}
@@ -259,12 +154,12 @@ func TestHandlerPlaceholders(t *testing.T) {
 	clock := newTestClock()
 	v := hsValidator()
 	v.PartnerID = &PartnerIDSource{Claim: "partner"}
-	h, _ := htHandler(t, clock, "staff", v, &Handler{})
-	tok := hs256(t, htClaims("alice", map[string]any{
+	h, _ := newHandler(t, clock, "staff", v, &Handler{})
+	tok := hs256(t, userClaims("alice", map[string]any{
 		"email": "alice@example.com", "partner": 42, "roles": []string{"a", "b"}, "name": "Alice",
 	}))
-	res := htServe(t, h, htBearer(tok), nil)
-	htPass(t, res)
+	res := serve(t, h, bearerRequest(tok), nil)
+	requirePassed(t, res)
 	want := map[string]string{
 		"http.auth.user.id":             "alice",
 		"http.auth.user.email":          "alice@example.com",
@@ -293,9 +188,9 @@ func TestHandlerPlaceholders(t *testing.T) {
 	// user_id static: the id is fixed, the claims still available
 	v2 := hsValidator()
 	v2.UserID = &UserIDSource{Static: "service"}
-	h2, _ := htHandler(t, clock, "svc", v2, &Handler{})
-	res = htServe(t, h2, htBearer(tok), nil)
-	htPass(t, res)
+	h2, _ := newHandler(t, clock, "svc", v2, &Handler{})
+	res = serve(t, h2, bearerRequest(tok), nil)
+	requirePassed(t, res)
 	if id, _ := res.placeholder("http.auth.user.id"); id != "service" {
 		t.Fatalf("static user id %q", id)
 	}
@@ -309,7 +204,7 @@ func TestHandlerPlaceholders(t *testing.T) {
 
 func TestHandlerForwardHeaders(t *testing.T) {
 	clock := newTestClock()
-	h, _ := htHandler(t, clock, "test", hsValidator(), &Handler{
+	h, _ := newHandler(t, clock, "test", hsValidator(), &Handler{
 		ForwardClaims: []ForwardClaim{
 			{Claim: "sub", Header: "X-User-Id"},
 			{Claim: "email", Header: "X-User-Email"},
@@ -339,12 +234,12 @@ func TestHandlerForwardHeaders(t *testing.T) {
 		}
 	}
 
-	c := htClaims("alice", map[string]any{"email": "alice@example.com", "note": "line1\nline2"})
+	c := userClaims("alice", map[string]any{"email": "alice@example.com", "note": "line1\nline2"})
 	tok := hs256(t, c)
-	r := htBearer(tok)
+	r := bearerRequest(tok)
 	spoof(r)
-	res := htServe(t, h, r, nil)
-	htPass(t, res)
+	res := serve(t, h, r, nil)
+	requirePassed(t, res)
 	spoofed(t, res.seen.Header)
 	if got := res.seen.Header.Values("X-User-Id"); len(got) != 1 || got[0] != "alice" {
 		t.Fatalf("X-User-Id %q", got)
@@ -368,11 +263,11 @@ func TestHandlerForwardHeaders(t *testing.T) {
 	}
 
 	// a claim the token lacks: the header is absent, not left spoofed
-	tok = hs256(t, htClaims("bob", nil))
-	r = htBearer(tok)
+	tok = hs256(t, userClaims("bob", nil))
+	r = bearerRequest(tok)
 	spoof(r)
-	res = htServe(t, h, r, nil)
-	htPass(t, res)
+	res = serve(t, h, r, nil)
+	requirePassed(t, res)
 	spoofed(t, res.seen.Header)
 	if got := res.seen.Header.Values("X-User-Email"); len(got) != 0 {
 		t.Fatalf("X-User-Email %q for a token without email", got)
@@ -380,10 +275,10 @@ func TestHandlerForwardHeaders(t *testing.T) {
 
 	// refused requests never reach next, and the spoofed headers are gone
 	// from the request all the same
-	r = htBearer("")
+	r = bearerRequest("")
 	spoof(r)
-	res = htServe(t, h, r, nil)
-	htRequire(t, res, http.StatusUnauthorized, "missing")
+	res = serve(t, h, r, nil)
+	requireRefused(t, res, http.StatusUnauthorized, "missing")
 	for k := range r.Header {
 		if strings.Contains(strings.ToLower(k), "user") {
 			t.Errorf("header %q kept on the refused request", k)
@@ -400,22 +295,22 @@ func TestHandlerStripToken(t *testing.T) {
 		{From: "query", Name: "access_token"},
 	}
 	v.Sources = append([]TokenSource{}, sources...)
-	strip, _ := htHandler(t, clock, "test", v, &Handler{StripToken: true})
+	strip, _ := newHandler(t, clock, "test", v, &Handler{StripToken: true})
 	v2 := hsValidator()
 	v2.Sources = append([]TokenSource{}, sources...)
-	keep, _ := htHandler(t, clock, "test", v2, &Handler{})
-	tok := hs256(t, htClaims("alice", nil))
+	keep, _ := newHandler(t, clock, "test", v2, &Handler{})
+	tok := hs256(t, userClaims("alice", nil))
 
 	t.Run("header", func(t *testing.T) {
-		r := htBearer(tok)
+		r := bearerRequest(tok)
 		r.Header.Set("X-Other", "1")
-		res := htServe(t, strip, r, nil)
-		htPass(t, res)
+		res := serve(t, strip, r, nil)
+		requirePassed(t, res)
 		if res.seen.Header.Get("Authorization") != "" || res.seen.Header.Get("X-Other") != "1" {
 			t.Fatalf("headers after strip: %v", res.seen.Header)
 		}
-		res = htServe(t, keep, htBearer(tok), nil)
-		htPass(t, res)
+		res = serve(t, keep, bearerRequest(tok), nil)
+		requirePassed(t, res)
 		if res.seen.Header.Get("Authorization") == "" {
 			t.Fatal("token stripped without strip_token")
 		}
@@ -426,25 +321,25 @@ func TestHandlerStripToken(t *testing.T) {
 			{From: "header", Name: "Authorization", Prefix: "Bearer"},
 			{From: "header", Name: "X-Access-Token"},
 		}
-		both, _ := htHandler(t, clock, "test", v3, &Handler{StripToken: true})
-		r := htBearer(tok)
+		both, _ := newHandler(t, clock, "test", v3, &Handler{StripToken: true})
+		r := bearerRequest(tok)
 		r.Header.Set("X-Access-Token", tok)
-		res := htServe(t, both, r, nil)
-		htPass(t, res)
+		res := serve(t, both, r, nil)
+		requirePassed(t, res)
 		if res.seen.Header.Get("Authorization") != "" || res.seen.Header.Get("X-Access-Token") != "" {
 			t.Fatalf("a copy of the token survived strip_token: %v", res.seen.Header)
 		}
 	})
 	t.Run("cookie", func(t *testing.T) {
 		mk := func() *http.Request {
-			r := htBearer("")
+			r := bearerRequest("")
 			r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
 			r.AddCookie(&http.Cookie{Name: "access_token", Value: tok})
 			r.AddCookie(&http.Cookie{Name: "lang", Value: "fr"})
 			return r
 		}
-		res := htServe(t, strip, mk(), nil)
-		htPass(t, res)
+		res := serve(t, strip, mk(), nil)
+		requirePassed(t, res)
 		if _, err := res.seen.Cookie("access_token"); err == nil {
 			t.Fatal("token cookie kept")
 		}
@@ -454,8 +349,8 @@ func TestHandlerStripToken(t *testing.T) {
 		if c, err := res.seen.Cookie("lang"); err != nil || c.Value != "fr" {
 			t.Fatal("other cookie lost")
 		}
-		res = htServe(t, keep, mk(), nil)
-		htPass(t, res)
+		res = serve(t, keep, mk(), nil)
+		requirePassed(t, res)
 		if _, err := res.seen.Cookie("access_token"); err != nil {
 			t.Fatal("token cookie stripped without strip_token")
 		}
@@ -464,13 +359,13 @@ func TestHandlerStripToken(t *testing.T) {
 		mk := func() *http.Request {
 			return httptest.NewRequest(http.MethodGet, "https://example.com/p?a=1&access_token="+tok+"&b=2", nil)
 		}
-		res := htServe(t, strip, mk(), nil)
-		htPass(t, res)
+		res := serve(t, strip, mk(), nil)
+		requirePassed(t, res)
 		if res.seen.URL.RawQuery != "a=1&b=2" || strings.Contains(res.seen.RequestURI, tok) || res.seen.RequestURI != "/p?a=1&b=2" {
 			t.Fatalf("query %q, RequestURI %q", res.seen.URL.RawQuery, res.seen.RequestURI)
 		}
-		res = htServe(t, keep, mk(), nil)
-		htPass(t, res)
+		res = serve(t, keep, mk(), nil)
+		requirePassed(t, res)
 		if res.seen.URL.Query().Get("access_token") != tok {
 			t.Fatal("query token stripped without strip_token")
 		}
@@ -479,7 +374,7 @@ func TestHandlerStripToken(t *testing.T) {
 
 func TestHandlerCORSPreflight(t *testing.T) {
 	clock := newTestClock()
-	allow, _ := htHandler(t, clock, "test", hsValidator(), &Handler{AllowCORSPreflight: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
+	allow, _ := newHandler(t, clock, "test", hsValidator(), &Handler{AllowCORSPreflight: true, ForwardClaims: []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}}})
 	a := provisionApp(t, clock.Now, map[string]*Validator{"deny": hsValidator()})
 	deny := provisionHandler(t, a, &Handler{Validators: []string{"deny"}})
 
@@ -490,32 +385,32 @@ func TestHandlerCORSPreflight(t *testing.T) {
 		r.Header.Set("X-User-Id", "eve")
 		return r
 	}
-	res := htServe(t, allow, preflight(), nil)
-	htPass(t, res)
+	res := serve(t, allow, preflight(), nil)
+	requirePassed(t, res)
 	if res.seen.Header.Get("X-User-Id") != "" {
 		t.Fatal("spoofed header passed on a preflight")
 	}
 	if _, ok := res.placeholder("http.auth.user.id"); ok {
 		t.Fatal("preflight authenticated")
 	}
-	htRequire(t, htServe(t, deny, preflight(), nil), http.StatusUnauthorized, "missing")
+	requireRefused(t, serve(t, deny, preflight(), nil), http.StatusUnauthorized, "missing")
 
 	// an OPTIONS that is not a preflight is authenticated as usual
 	r := preflight()
 	r.Header.Del("Access-Control-Request-Method")
-	htRequire(t, htServe(t, allow, r, nil), http.StatusUnauthorized, "missing")
+	requireRefused(t, serve(t, allow, r, nil), http.StatusUnauthorized, "missing")
 	r = preflight()
 	r.Header.Del("Origin")
-	htRequire(t, htServe(t, allow, r, nil), http.StatusUnauthorized, "missing")
+	requireRefused(t, serve(t, allow, r, nil), http.StatusUnauthorized, "missing")
 }
 
 func TestHandlerUserConflict(t *testing.T) {
-	h, _ := htHandler(t, newTestClock(), "test", hsValidator(), &Handler{})
-	tok := hs256(t, htClaims("alice", nil))
+	h, _ := newHandler(t, newTestClock(), "test", hsValidator(), &Handler{})
+	tok := hs256(t, userClaims("alice", nil))
 
 	other := caddy.NewReplacer()
 	other.Set("http.auth.user.id", "bob") // e.g. basic_auth ran before
-	res := htServe(t, h, htBearer(tok), other)
+	res := serve(t, h, bearerRequest(tok), other)
 	if res.status() != http.StatusUnauthorized || res.called {
 		t.Fatalf("status %d called %v", res.status(), res.called)
 	}
@@ -528,11 +423,11 @@ func TestHandlerUserConflict(t *testing.T) {
 
 	same := caddy.NewReplacer()
 	same.Set("http.auth.user.id", "alice")
-	htPass(t, htServe(t, h, htBearer(tok), same))
+	requirePassed(t, serve(t, h, bearerRequest(tok), same))
 
 	empty := caddy.NewReplacer()
 	empty.Set("http.auth.user.id", "")
-	htPass(t, htServe(t, h, htBearer(tok), empty))
+	requirePassed(t, serve(t, h, bearerRequest(tok), empty))
 }
 
 func TestHandlerConflictingTokens(t *testing.T) {
@@ -541,12 +436,12 @@ func TestHandlerConflictingTokens(t *testing.T) {
 		{From: "header", Name: "Authorization", Prefix: "Bearer"},
 		{From: "header", Name: "X-Api-Token"},
 	}
-	h, _ := htHandler(t, newTestClock(), "test", v, &Handler{Public: true})
-	alice, bob := hs256(t, htClaims("alice", nil)), hs256(t, htClaims("bob", nil))
+	h, _ := newHandler(t, newTestClock(), "test", v, &Handler{Public: true})
+	alice, bob := hs256(t, userClaims("alice", nil)), hs256(t, userClaims("bob", nil))
 
-	r := htBearer(alice)
+	r := bearerRequest(alice)
 	r.Header.Set("X-Api-Token", bob)
-	res := htServe(t, h, r, nil)
+	res := serve(t, h, r, nil)
 	if res.err == nil || res.called || !errors.Is(res.err, ErrConflictingTokens) {
 		t.Fatalf("two tokens: err %v called %v", res.err, res.called)
 	}
@@ -554,16 +449,16 @@ func TestHandlerConflictingTokens(t *testing.T) {
 		t.Fatalf("status %d", res.status())
 	}
 
-	r = htBearer(alice)
+	r = bearerRequest(alice)
 	r.Header.Add("Authorization", "Bearer "+bob)
-	if res := htServe(t, h, r, nil); res.called || !errors.Is(res.err, ErrConflictingTokens) {
+	if res := serve(t, h, r, nil); res.called || !errors.Is(res.err, ErrConflictingTokens) {
 		t.Fatalf("repeated header: err %v called %v", res.err, res.called)
 	}
 
 	// the same token twice is not ambiguous
-	r = htBearer(alice)
+	r = bearerRequest(alice)
 	r.Header.Set("X-Api-Token", alice)
-	htPass(t, htServe(t, h, r, nil))
+	requirePassed(t, serve(t, h, r, nil))
 }
 
 func TestHandlerMultipleValidators(t *testing.T) {
@@ -575,37 +470,37 @@ func TestHandlerMultipleValidators(t *testing.T) {
 	a := provisionApp(t, clock.Now, map[string]*Validator{"mv-first": first, "mv-second": second, "mv-admin": admin})
 	h := provisionHandler(t, a, &Handler{Validators: []string{"mv-first", "mv-second"}})
 
-	c := htClaims("carol", map[string]any{"iss": "second"})
-	res := htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), c, nil)), nil)
-	htPass(t, res)
+	c := userClaims("carol", map[string]any{"iss": "second"})
+	res := serve(t, h, bearerRequest(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), c, nil)), nil)
+	requirePassed(t, res)
 	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-second" {
 		t.Fatalf("validator %q", name)
 	}
-	c = htClaims("dave", map[string]any{"iss": "first"})
-	res = htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("1", 32)), c, nil)), nil)
-	htPass(t, res)
+	c = userClaims("dave", map[string]any{"iss": "first"})
+	res = serve(t, h, bearerRequest(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("1", 32)), c, nil)), nil)
+	requirePassed(t, res)
 	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-first" {
 		t.Fatalf("validator %q", name)
 	}
 	// accepted by none: 401
-	c = htClaims("eve", map[string]any{"iss": "second"})
-	res = htServe(t, h, htBearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("3", 32)), c, nil)), nil)
-	htRequire(t, res, http.StatusUnauthorized, "invalid")
+	c = userClaims("eve", map[string]any{"iss": "second"})
+	res = serve(t, h, bearerRequest(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("3", 32)), c, nil)), nil)
+	requireRefused(t, res, http.StatusUnauthorized, "invalid")
 
 	// a validator whose require rules fail does not stop a later one
 	// from accepting; alone, it answers 403
 	h2 := provisionHandler(t, a, &Handler{Validators: []string{"mv-admin", "mv-second"}})
-	tok := sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), htClaims("carol", map[string]any{"iss": "second", "roles": []string{"user"}}), nil)
-	res = htServe(t, h2, htBearer(tok), nil)
-	htPass(t, res)
+	tok := sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), userClaims("carol", map[string]any{"iss": "second", "roles": []string{"user"}}), nil)
+	res = serve(t, h2, bearerRequest(tok), nil)
+	requirePassed(t, res)
 	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-second" {
 		t.Fatalf("validator %q", name)
 	}
 	h3 := provisionHandler(t, a, &Handler{Validators: []string{"mv-admin"}})
-	htRequire(t, htServe(t, h3, htBearer(tok), nil), http.StatusForbidden, "forbidden")
-	tok = sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), htClaims("carol", map[string]any{"iss": "second", "roles": []string{"user", "admin"}}), nil)
-	res = htServe(t, h2, htBearer(tok), nil)
-	htPass(t, res)
+	requireRefused(t, serve(t, h3, bearerRequest(tok), nil), http.StatusForbidden, "forbidden")
+	tok = sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("2", 32)), userClaims("carol", map[string]any{"iss": "second", "roles": []string{"user", "admin"}}), nil)
+	res = serve(t, h2, bearerRequest(tok), nil)
+	requirePassed(t, res)
 	if name, _ := res.placeholder("http.auth.jwt.validator"); name != "mv-admin" {
 		t.Fatalf("validator %q", name)
 	}
@@ -615,7 +510,7 @@ func TestHandlerMetrics(t *testing.T) {
 	clock := newTestClock()
 	v := hsValidator()
 	v.Require = []ClaimRequirement{{Claim: "scope", Values: []string{"read"}}}
-	h, _ := htHandler(t, clock, "metrics-test", v, &Handler{})
+	h, _ := newHandler(t, clock, "metrics-test", v, &Handler{})
 	a := provisionApp(t, clock.Now, map[string]*Validator{"metrics-public": hsValidator()})
 	pub := provisionHandler(t, a, &Handler{Validators: []string{"metrics-public"}, Public: true})
 
@@ -628,7 +523,7 @@ func TestHandlerMetrics(t *testing.T) {
 		}
 		return m.GetCounter().GetValue()
 	}
-	good := hs256(t, htClaims("alice", map[string]any{"scope": "read"}))
+	good := hs256(t, userClaims("alice", map[string]any{"scope": "read"}))
 	steps := []struct {
 		h      *Handler
 		token  string
@@ -639,15 +534,15 @@ func TestHandlerMetrics(t *testing.T) {
 		{h, good, "metrics-test", "ok"},
 		{h, "", "metrics-test", "missing"},
 		{h, "x.y", "metrics-test", "malformed"},
-		{h, hs256(t, htClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})), "metrics-test", "expired"},
-		{h, hs256(t, htClaims("alice", map[string]any{"iss": "other"})), "metrics-test", "invalid"},
-		{h, hs256(t, htClaims("alice", nil)), "metrics-test", "forbidden"},
+		{h, hs256(t, userClaims("alice", map[string]any{"exp": testNow.Add(-time.Hour).Unix()})), "metrics-test", "expired"},
+		{h, hs256(t, userClaims("alice", map[string]any{"iss": "other"})), "metrics-test", "invalid"},
+		{h, hs256(t, userClaims("alice", nil)), "metrics-test", "forbidden"},
 		{pub, "", "metrics-public", "anonymous"},
 		{pub, good, "metrics-public", "ok"},
 	}
 	for i, s := range steps {
 		before := count(s.name, s.result)
-		htServe(t, s.h, htBearer(s.token), nil)
+		serve(t, s.h, bearerRequest(s.token), nil)
 		if got := count(s.name, s.result); got != before+1 {
 			t.Errorf("step %d: %s/%s went from %v to %v", i, s.name, s.result, before, got)
 		}

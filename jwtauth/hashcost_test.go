@@ -54,7 +54,7 @@ func TestUnknownLoginCostsTheSlowestHash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("times password checks")
 	}
-	e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1000} })
+	e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1000} })
 	cheap, err := hashArgon2id([]byte("argon-password"), 256, 1, 1, 32) // well under 1 ms
 	if err != nil {
 		t.Fatal(err)
@@ -63,20 +63,17 @@ func TestUnknownLoginCostsTheSlowestHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uf := UsersFile{Users: []User{
-		{Login: "a1", PasswordHash: cheap, UserID: "1"},
-		{Login: "a2", PasswordHash: cheap, UserID: "2"},
-		{Login: "b", PasswordHash: string(slow), UserID: "3"},
-		{Login: "a3", PasswordHash: cheap, UserID: "4"},
-	}}
-	if err := uf.Save(e.users); err != nil {
-		t.Fatal(err)
-	}
+	saveUsers(t, e.users,
+		User{Login: "a1", PasswordHash: cheap, UserID: "1"},
+		User{Login: "a2", PasswordHash: cheap, UserID: "2"},
+		User{Login: "b", PasswordHash: string(slow), UserID: "3"},
+		User{Login: "a3", PasswordHash: cheap, UserID: "4"},
+	)
 	e.load(func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1000} })
 
 	timeLogin := func(login string, i int) time.Duration {
 		start := time.Now()
-		e.do(itReq{path: "/authenticate", body: `{"login":"` + login + `","password":"wrong"}`, ip: "198.51.100." + strconv.Itoa(i%250)}).expect(t, 401, "invalid_grant")
+		e.do(issuerReq{path: "/authenticate", body: `{"login":"` + login + `","password":"wrong"}`, ip: "198.51.100." + strconv.Itoa(i%250)}).expect(t, 401, "invalid_grant")
 		return time.Since(start)
 	}
 	const pairs = 9
@@ -115,10 +112,7 @@ func TestUserAddHashesLikeTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uf := UsersFile{Users: []User{{Login: "a", PasswordHash: cheap, UserID: "1"}, {Login: "b", PasswordHash: cheap, UserID: "2"}}}
-	if err := uf.Save(path); err != nil {
-		t.Fatal(err)
-	}
+	saveUsers(t, path, User{Login: "a", PasswordHash: cheap, UserID: "1"}, User{Login: "b", PasswordHash: cheap, UserID: "2"})
 	hashOf := func(login string) string {
 		t.Helper()
 		uf, err := LoadUsersFile(path)

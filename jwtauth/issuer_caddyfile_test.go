@@ -131,7 +131,7 @@ func TestIssuerCaddyfileErrors(t *testing.T) {
 			t.Errorf("%q: no error", tc.in)
 			continue
 		}
-		if !itErrMatches(err, tc.want) {
+		if !caddyfileErrMatches(err, tc.want) {
 			t.Errorf("%q: error %q, want %q", tc.in, err, tc.want)
 		}
 	}
@@ -181,7 +181,7 @@ func TestIssuerHandlerCaddyfile(t *testing.T) {
 	} {
 		var h IssuerHandler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
-		if err == nil || !itErrMatches(err, tc.want) {
+		if err == nil || !caddyfileErrMatches(err, tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.in, err, tc.want)
 		}
 	}
@@ -189,7 +189,7 @@ func TestIssuerHandlerCaddyfile(t *testing.T) {
 
 // TestIssuerHandlerValidate refuses bad prefixes and cookie paths.
 func TestIssuerHandlerValidate(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	for _, p := range []string{"api", "/a/*", "/a//b", "/a/../b", "/{x}"} {
 		h := &IssuerHandler{Issuer: "test", PathPrefix: p}
 		_ = h.setup(e.is)
@@ -204,9 +204,9 @@ func TestIssuerHandlerValidate(t *testing.T) {
 	}
 }
 
-// itErrMatches checks a Caddyfile error: want is "Testfile:LINE MESSAGE",
+// caddyfileErrMatches checks a Caddyfile error: want is "Testfile:LINE MESSAGE",
 // "Testfile:LINE" or a bare message.
-func itErrMatches(err error, want string) bool {
+func caddyfileErrMatches(err error, want string) bool {
 	msg := err.Error()
 	if !strings.HasPrefix(want, "Testfile:") {
 		return strings.Contains(msg, want)

@@ -20,7 +20,7 @@ import (
 // when the jwtauth app is absent; an app that fails to load is reported
 // with its own error.
 func TestIssuerHandlerProvisionError(t *testing.T) {
-	hermeticHomeUnit(t)
+	hermeticHome(t)
 	handler := `{"handler":"jwt_issuer","issuer":"x"}`
 	http := `"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + handler + `]}]}}}`
 	validate := func(apps string) error {
@@ -53,8 +53,8 @@ func TestIssuerHandlerProvisionError(t *testing.T) {
 	t.Fatal("the handler never provisioned before the app")
 }
 
-// hermeticHomeUnit keeps Caddy's data directory out of the real home.
-func hermeticHomeUnit(t *testing.T) {
+// hermeticHome keeps Caddy's data directory out of the real home.
+func hermeticHome(t *testing.T) {
 	t.Helper()
 	home := t.TempDir()
 	t.Setenv("HOME", home)
@@ -75,7 +75,7 @@ func TestIssuerStoreDirSymlinkRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	users := filepath.Join(base, "users.json")
-	itWriteUsers(t, users, itDefaultUsers...)
+	writeUsers(t, users, defaultUsers...)
 	a := &App{Issuers: map[string]*Issuer{"test": {UsersFile: users, StoreDir: link}}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 	defer cancel()
@@ -93,15 +93,15 @@ func TestIssuerStoreDirSymlinkRefused(t *testing.T) {
 // take an empty body without a Content-Type; a body must still be JSON,
 // and /authenticate, which needs fields, still wants JSON.
 func TestIssuerEmptyBodyWithoutContentType(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	_, rt := e.login("alice", "alice-password")
-	e.do(itReq{path: "/update/access-token", ctype: "-", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
-	e.do(itReq{path: "/revoke/token", ctype: "-", body: `{"refreshToken":"` + rt + `"}`}).expect(t, 415, "invalid_request")
-	e.do(itReq{path: "/revoke/token", ctype: "text/plain", header: map[string]string{"refreshToken": rt}}).expect(t, 415, "invalid_request")
-	e.do(itReq{path: "/authenticate", ctype: "-"}).expect(t, 415, "invalid_request")
+	e.do(issuerReq{path: "/update/access-token", ctype: "-", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
+	e.do(issuerReq{path: "/revoke/token", ctype: "-", body: `{"refreshToken":"` + rt + `"}`}).expect(t, 415, "invalid_request")
+	e.do(issuerReq{path: "/revoke/token", ctype: "text/plain", header: map[string]string{"refreshToken": rt}}).expect(t, 415, "invalid_request")
+	e.do(issuerReq{path: "/authenticate", ctype: "-"}).expect(t, 415, "invalid_request")
 	_, rt2 := e.login("alice", "alice-password")
-	e.do(itReq{path: "/revoke/token", ctype: "-", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
-	e.do(itReq{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 401, "invalid_grant")
+	e.do(issuerReq{path: "/revoke/token", ctype: "-", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
+	e.do(issuerReq{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 401, "invalid_grant")
 }
 
 // TestIssuerStoreFailureLogged: a 503 because the store cannot write is
@@ -109,7 +109,7 @@ func TestIssuerEmptyBodyWithoutContentType(t *testing.T) {
 // storeErrorLogInterval while failures continue), with the file and the OS
 // error, and never with a token or a password.
 func TestIssuerStoreFailureLogged(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.is.logger = zap.New(core)
 	_, rt := e.login("alice", "alice-password")
@@ -118,10 +118,10 @@ func TestIssuerStoreFailureLogged(t *testing.T) {
 
 	login := `{"login":"bob","password":"bob-password"}`
 	for range 3 {
-		e.do(itReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
+		e.do(issuerReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
 		e.clock.Add(10 * time.Second)
 	}
-	e.do(itReq{path: "/revoke/token", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	e.do(issuerReq{path: "/revoke/token", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
 	errs := logs.FilterLevelExact(zapcore.ErrorLevel).AllUntimed()
 	if len(errs) != 1 {
 		t.Fatalf("%d Error entries for one burst, want 1: %v", len(errs), errs)
@@ -137,7 +137,7 @@ func TestIssuerStoreFailureLogged(t *testing.T) {
 	// still failing a while later: logged once more, with the count of
 	// failures not logged
 	e.clock.Add(storeErrorLogInterval)
-	e.do(itReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
+	e.do(issuerReq{path: "/authenticate", body: login}).expect(t, 503, "temporarily_unavailable")
 	errs = logs.FilterLevelExact(zapcore.ErrorLevel).AllUntimed()
 	if len(errs) != 2 || errs[1].ContextMap()["suppressed"] != int64(3) {
 		t.Fatalf("after the interval: %v", errs)

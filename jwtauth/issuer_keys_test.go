@@ -23,30 +23,19 @@ import (
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions/boltstore"
 )
 
-func itMode(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != want {
-		t.Fatalf("%s has mode %o, want %o", path, fi.Mode().Perm(), want)
-	}
-}
-
 // TestIssuerKeys generates, persists and publishes the key of each
 // algorithm, and verifies issued tokens through issuer_keys and through the
 // published JWKS.
 func TestIssuerKeys(t *testing.T) {
 	for _, alg := range issuerAlgorithms {
 		t.Run(alg, func(t *testing.T) {
-			e := newItEnv(t, func(is *Issuer) { is.Algorithm = alg })
-			itMode(t, e.dir, 0o700)
+			e := newIssuerEnv(t, func(is *Issuer) { is.Algorithm = alg })
+			checkMode(t, e.dir, 0o700)
 			keyPath := filepath.Join(e.dir, signingKeyFile)
-			itMode(t, keyPath, 0o600)
-			itMode(t, filepath.Join(e.dir, issuerMetaFile), 0o600)
+			checkMode(t, keyPath, 0o600)
+			checkMode(t, filepath.Join(e.dir, issuerMetaFile), 0o600)
 			for p := range e.storeFiles() {
-				itMode(t, p, 0o600)
+				checkMode(t, p, 0o600)
 			}
 			raw, _ := os.ReadFile(keyPath)
 			block, _ := pem.Decode(raw)
@@ -76,7 +65,7 @@ func TestIssuerKeys(t *testing.T) {
 				t.Fatal("a reload changed the key")
 			}
 
-			res := e.do(itReq{method: http.MethodGet, path: "/.well-known/jwks.json"})
+			res := e.do(issuerReq{method: http.MethodGet, path: "/.well-known/jwks.json"})
 			if alg == "HS256" {
 				res.expect(t, 404, "not_found")
 				if strings.Contains(res.Body.String(), string(block.Bytes)) {
@@ -100,7 +89,7 @@ func TestIssuerKeys(t *testing.T) {
 			if _, err := v.verify(access); err != nil {
 				t.Fatalf("verify through the published JWKS: %v", err)
 			}
-			if res := e.do(itReq{path: "/.well-known/jwks.json", body: "{}"}); res.Code != 405 || res.Header().Get("Allow") != "GET, HEAD" {
+			if res := e.do(issuerReq{path: "/.well-known/jwks.json", body: "{}"}); res.Code != 405 || res.Header().Get("Allow") != "GET, HEAD" {
 				t.Fatalf("POST jwks: %d", res.Code)
 			}
 		})
@@ -109,9 +98,9 @@ func TestIssuerKeys(t *testing.T) {
 
 // TestIssuerAlgorithmChangeRefused never replaces an existing key.
 func TestIssuerAlgorithmChangeRefused(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	before, _ := os.ReadFile(filepath.Join(e.dir, signingKeyFile))
-	err := itProvisionErr(t, &Issuer{UsersFile: e.users, StoreDir: e.dir, Algorithm: "ES256"})
+	err := provisionErr(t, &App{Issuers: map[string]*Issuer{"test": {UsersFile: e.users, StoreDir: e.dir, Algorithm: "ES256"}}})
 	if err == nil || !strings.Contains(err.Error(), signingKeyFile) {
 		t.Fatalf("error %v", err)
 	}
@@ -121,26 +110,11 @@ func TestIssuerAlgorithmChangeRefused(t *testing.T) {
 	}
 }
 
-// itProvisionErr provisions an app with one issuer "test" and returns the
-// error.
-func itProvisionErr(t *testing.T, is *Issuer) error {
-	t.Helper()
-	a := &App{Issuers: map[string]*Issuer{"test": is}}
-	a.now = func() time.Time { return testNow }
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	err := a.Provision(ctx)
-	if cerr := a.Cleanup(); cerr != nil {
-		t.Fatalf("cleanup: %v", cerr)
-	}
-	return err
-}
-
 // TestIssuerConfigErrors refuses bad issuer configurations.
 func TestIssuerConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.json")
-	itWriteUsers(t, users, itDefaultUsers...)
+	writeUsers(t, users, defaultUsers...)
 	keyFile := filepath.Join(dir, "ed25519.pem")
 	edKey, err := generateSigningKey("EdDSA")
 	if err != nil {
@@ -151,7 +125,7 @@ func TestIssuerConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	reserved := filepath.Join(dir, "reserved.json")
-	itWriteUsers(t, reserved, itUser{login: "x", password: "x", userID: "1", claims: `{"Sub":"admin"}`})
+	writeUsers(t, reserved, plainUser{login: "x", password: "x", userID: "1", claims: `{"Sub":"admin"}`})
 	for _, tc := range []struct {
 		is   Issuer
 		want string
@@ -178,7 +152,7 @@ func TestIssuerConfigErrors(t *testing.T) {
 	} {
 		is := tc.is
 		is.StoreDir = filepath.Join(t.TempDir(), "store")
-		err := itProvisionErr(t, &is)
+		err := provisionErr(t, &App{Issuers: map[string]*Issuer{"test": &is}})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `issuer "test"`) {
 			t.Errorf("%+v: error %v, want %q", tc.is, err, tc.want)
 		}
@@ -188,7 +162,7 @@ func TestIssuerConfigErrors(t *testing.T) {
 // TestIssuerStoreDirShared refuses two issuers on one store_dir, and a
 // second process (here: a second open) on it.
 func TestIssuerStoreDirShared(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	a := &App{Issuers: map[string]*Issuer{
 		"one": {UsersFile: e.users, StoreDir: filepath.Join(e.dir, "x")},
 		"two": {UsersFile: e.users, StoreDir: filepath.Join(e.dir, "x")},
@@ -213,7 +187,7 @@ func TestIssuerKeyFile(t *testing.T) {
 	der, _ := x509.MarshalECPrivateKey(k)
 	keyFile := filepath.Join(t.TempDir(), "es256.pem")
 	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
-	e := newItEnv(t, func(is *Issuer) { is.Algorithm = "ES256"; is.KeyFile = keyFile })
+	e := newIssuerEnv(t, func(is *Issuer) { is.Algorithm = "ES256"; is.KeyFile = keyFile })
 	if _, err := os.Stat(filepath.Join(e.dir, signingKeyFile)); err == nil {
 		t.Fatal("signing.key written although key_file is set")
 	}
@@ -228,7 +202,7 @@ func TestIssuerKeyFile(t *testing.T) {
 	if _, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return &k.PublicKey, nil }, jwt.WithValidMethods([]string{"ES256"})); err != nil {
 		t.Fatalf("minted token: %v", err)
 	}
-	err = itProvisionErr(t, &Issuer{UsersFile: e.users, StoreDir: filepath.Join(t.TempDir(), "s"), KeyFile: keyFile})
+	err = provisionErr(t, &App{Issuers: map[string]*Issuer{"test": {UsersFile: e.users, StoreDir: filepath.Join(t.TempDir(), "s"), KeyFile: keyFile}}})
 	if err == nil || !strings.Contains(err.Error(), "EdDSA") {
 		t.Fatalf("an ES256 key_file with EdDSA: %v", err)
 	}

@@ -11,35 +11,8 @@ import (
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/limiter"
 )
 
-// waitRecorder stands in for the issuer's wait: it records each slowdown
-// and returns at once, or fails when told to (a client that went away).
-type waitRecorder struct {
-	mu    sync.Mutex
-	got   []time.Duration
-	abort bool
-}
-
-func (w *waitRecorder) wait(ctx context.Context, d time.Duration) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.got = append(w.got, d)
-	if w.abort {
-		return context.Canceled
-	}
-	return ctx.Err()
-}
-
-// take returns and forgets the recorded waits.
-func (w *waitRecorder) take() []time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	got := w.got
-	w.got = nil
-	return got
-}
-
-func limitAuth(e *itEnv, login, password, ip string, hdr map[string]string) itRes {
-	return e.do(itReq{path: "/authenticate", body: `{"login":"` + login + `","password":"` + password + `"}`, ip: ip, header: hdr})
+func limitAuth(e *issuerEnv, login, password, ip string, hdr map[string]string) issuerRes {
+	return e.do(issuerReq{path: "/authenticate", body: `{"login":"` + login + `","password":"` + password + `"}`, ip: ip, header: hdr})
 }
 
 // TestIssuerLoginLimit: past login_limit failures a (client IP, login) pair
@@ -48,7 +21,7 @@ func limitAuth(e *itEnv, login, password, ip string, hdr map[string]string) itRe
 // change the address.
 func TestIssuerLoginLimit(t *testing.T) {
 	t.Run("per pair", func(t *testing.T) {
-		e := newItEnv(t, nil)
+		e := newIssuerEnv(t, nil)
 		for i := range 5 {
 			limitAuth(e, "alice", "wrong", "203.0.113.5", map[string]string{"X-Forwarded-For": "10.0.0." + strconv.Itoa(i+1)}).expect(t, 401, "invalid_grant")
 			e.clock.Add(time.Second)
@@ -67,7 +40,7 @@ func TestIssuerLoginLimit(t *testing.T) {
 		limitAuth(e, "alice", "alice-password", "203.0.113.5", nil).expect(t, 200, "")
 	})
 	t.Run("per address", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
+		e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
 		for i := range 8 { // 4 × max, over many logins, whatever X-Forwarded-For says
 			limitAuth(e, "user"+strconv.Itoa(i), "wrong", "203.0.113.5", map[string]string{"X-Forwarded-For": "10.0.0." + strconv.Itoa(i+1)}).expect(t, 401, "invalid_grant")
 		}
@@ -81,23 +54,23 @@ func TestIssuerLoginLimit(t *testing.T) {
 		limitAuth(e, "bob", "bob-password", "203.0.113.6", nil).expect(t, 200, "")
 	})
 	t.Run("envelope", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
+		e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
 		limitAuth(e, "alice", "wrong", "198.51.100.1", nil).expect(t, 401, "invalid_grant")
-		res := e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":3,"params":{"login":"alice","password":"alice-password"}}`, ip: "198.51.100.1"})
+		res := e.do(issuerReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":3,"params":{"login":"alice","password":"alice-password"}}`, ip: "198.51.100.1"})
 		m := res.expect(t, 200, "")
 		if d := m["error"].(map[string]any)["data"].(map[string]any); d["http_status"] != float64(429) || res.Header().Get("Retry-After") != "60" {
 			t.Fatalf("envelope %v, Retry-After %q", m, res.Header().Get("Retry-After"))
 		}
 	})
 	t.Run("ipv6 /64", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
+		e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
 		limitAuth(e, "alice", "wrong", "2001:db8:1:2::1", nil).expect(t, 401, "invalid_grant")
 		limitAuth(e, "alice", "wrong", "2001:db8:1:2:ffff::9", nil).expect(t, 401, "invalid_grant")
 		limitAuth(e, "alice", "alice-password", "2001:db8:1:2::abcd", nil).expect(t, 429, "too_many_requests")
 		limitAuth(e, "alice", "alice-password", "2001:db8:1:3::1", nil).expect(t, 200, "")
 	})
 	t.Run("concurrent guesses", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3} })
+		e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 3} })
 		const n = 16
 		codes := make([]int, n)
 		var wg sync.WaitGroup
@@ -118,7 +91,7 @@ func TestIssuerLoginLimit(t *testing.T) {
 		}
 	})
 	t.Run("success resets the pair only", func(t *testing.T) {
-		e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
+		e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2} })
 		limitAuth(e, "alice", "wrong", "192.0.2.10", nil).expect(t, 401, "invalid_grant")
 		limitAuth(e, "alice", "alice-password", "192.0.2.10", nil).expect(t, 200, "")
 		limitAuth(e, "alice", "wrong", "192.0.2.10", nil).expect(t, 401, "invalid_grant")
@@ -132,7 +105,7 @@ func TestIssuerLoginLimit(t *testing.T) {
 // password; they slow the login down instead, with a growing, capped wait
 // applied before the password check whatever the password.
 func TestIssuerNoLockoutByStrangers(t *testing.T) {
-	e := newItEnv(t, nil) // 5 per 1m
+	e := newIssuerEnv(t, nil) // 5 per 1m
 	for i := range 5 {
 		limitAuth(e, "alice", "wrong", "198.51.100."+strconv.Itoa(i+1), nil).expect(t, 401, "invalid_grant")
 	}
@@ -171,7 +144,7 @@ func TestIssuerNoLockoutByStrangers(t *testing.T) {
 // gets no answer from the password check, and the attempt counts as a
 // failure.
 func TestIssuerSlowdownAbandoned(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
+	e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
 	limitAuth(e, "alice", "wrong", "198.51.100.1", nil).expect(t, 401, "invalid_grant")
 	e.waits.abort = true
 	limitAuth(e, "alice", "alice-password", "198.51.100.2", nil).expect(t, 503, "temporarily_unavailable")
@@ -199,7 +172,7 @@ func TestWaitCtx(t *testing.T) {
 // TestIssuerLimiterAcrossReloads: a reload that keeps login_limit keeps the
 // counts.
 func TestIssuerLimiterAcrossReloads(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
+	e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
 	limitAuth(e, "alice", "wrong", "198.51.100.1", nil).expect(t, 401, "invalid_grant")
 	old := e.app
 	e.load(func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1} })
@@ -240,7 +213,7 @@ func (f failingLimiter) Succeeded(ctx context.Context, ip, login string, now tim
 // TestIssuerLimiterDown: a limiter that cannot decide is a 503, never a
 // pass and never a 401.
 func TestIssuerLimiterDown(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	real := e.is.limiter
 	for _, tc := range []struct {
 		f        failingLimiter

@@ -24,7 +24,7 @@ import (
 // Caddy nodes would: each has its own store client, feed follower and
 // deny-list (node B opens its own, as its process would), one signing key
 // and one users file.
-func redisNodes(t *testing.T, srv *redistest.Server) (a, b *itEnv) {
+func redisNodes(t *testing.T, srv *redistest.Server) (a, b *issuerEnv) {
 	t.Helper()
 	base := t.TempDir()
 	keyFile := filepath.Join(base, "signing.pem")
@@ -37,15 +37,15 @@ func redisNodes(t *testing.T, srv *redistest.Server) (a, b *itEnv) {
 		t.Fatal(err)
 	}
 	users := filepath.Join(base, "users.json")
-	itWriteUsers(t, users, itDefaultUsers...)
+	writeUsers(t, users, defaultUsers...)
 	mutate := func(is *Issuer) {
 		is.KeyFile = keyFile
 		is.RevokeAccessTokens = true
 		is.RevocationMaxStaleness = caddy.Duration(300 * time.Millisecond)
 		is.Store = &SessionStore{Redis: &RedisStore{Addresses: []string{srv.Addr()}, Timeout: caddy.Duration(200 * time.Millisecond)}}
 	}
-	node := func(name string) *itEnv {
-		e := &itEnv{t: t, clock: newTestClock(), dir: filepath.Join(base, name), users: users, realTime: true}
+	node := func(name string) *issuerEnv {
+		e := &issuerEnv{t: t, clock: newTestClock(), dir: filepath.Join(base, name), users: users, realTime: true}
 		e.load(mutate)
 		return e
 	}
@@ -75,10 +75,10 @@ func TestIssuerRedisLoginLimitShared(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := redisNodes(t, srv)
 	for i := range 5 {
-		a.do(itReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"wrong-` + strconv.Itoa(i) + `"}`}).expect(t, 401, "invalid_grant")
+		a.do(issuerReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"wrong-` + strconv.Itoa(i) + `"}`}).expect(t, 401, "invalid_grant")
 	}
-	b.do(itReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 429, "too_many_requests")
-	b.do(itReq{path: "/authenticate", ip: "203.0.113.10", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 200, "")
+	b.do(issuerReq{path: "/authenticate", ip: "203.0.113.9", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 429, "too_many_requests")
+	b.do(issuerReq{path: "/authenticate", ip: "203.0.113.10", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 200, "")
 }
 
 // eventually polls cond every 10ms until it holds or within passes, and
@@ -125,7 +125,7 @@ func TestIssuerRedisNodes(t *testing.T) {
 	}
 
 	// revoke on B: A refuses the access token within 1s
-	b.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
+	b.do(issuerReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
 	took := eventually(t, 2*time.Second, "revocation reaches A", func() bool {
 		_, err := va.verify(access)
 		return errors.Is(err, ErrRevoked)
@@ -144,7 +144,7 @@ func TestIssuerRedisNodes(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("503 took %v with a 200ms timeout", d)
 	}
-	b.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 503, "temporarily_unavailable")
+	b.do(issuerReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 503, "temporarily_unavailable")
 	eventually(t, 2*time.Second, "validators refuse with 503 after max_staleness", func() bool {
 		_, err := va.verify(access2)
 		return errors.Is(err, ErrRevocationUnavailable)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -103,8 +101,8 @@ func TestDenyListBounded(t *testing.T) {
 // feedEnv is an issuer with revoke_access_tokens whose store is shared:
 // its revocations arrive through the sessions.FeedHandler calls the test
 // makes, on the pinned clock.
-func feedEnv(t *testing.T) (*itEnv, *sharedStore) {
-	e := newItEnv(t, func(is *Issuer) {
+func feedEnv(t *testing.T) (*issuerEnv, *sharedStore) {
+	e := newIssuerEnv(t, func(is *Issuer) {
 		is.RevokeAccessTokens = true
 		is.RevocationMaxStaleness = caddy.Duration(time.Second)
 	})
@@ -199,31 +197,17 @@ func TestRotationWhileFeedSilent(t *testing.T) {
 	e.mustRotate(rt, access)
 }
 
-// status serves a request with the access token through jwt_auth.
-func (e *itEnv) status(access string) (int, http.Header) {
-	e.t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "/api/protected/json", nil)
-	r.Header.Set("access_token", access)
-	w, _, _, err := serve(e.t, e.auth, r)
-	code := http.StatusOK
-	var he caddyhttp.HandlerError
-	if errors.As(err, &he) {
-		code = he.StatusCode
-	}
-	return code, w.Header()
-}
-
 // TestStartupScanEndsChangedUsers: a store that this process opens for the
 // first time (a restart) is searched for sessions of users that changed
 // meanwhile; those end with reason user_changed.
 func TestStartupScanEndsChangedUsers(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	_, alice := e.login("alice", "alice-password")
 	_, bob := e.login("bob", "bob-password")
 	if err := e.app.Cleanup(); err != nil { // the process stops
 		t.Fatal(err)
 	}
-	itWriteUsers(t, e.users, itUser{login: "alice", password: "alice-password", userID: "7", claims: `{"email":"alice@example.com","partner_id":70,"roles":["admin"]}`})
+	writeUsers(t, e.users, plainUser{login: "alice", password: "alice-password", userID: "7", claims: `{"email":"alice@example.com","partner_id":70,"roles":["admin"]}`})
 	core, logs := observer.New(zapcore.InfoLevel)
 	e.auditLog = zap.New(core)
 	e.load(nil)
@@ -242,7 +226,7 @@ func TestStartupScanEndsChangedUsers(t *testing.T) {
 // config's (another node changed nothing, but the session was made under
 // other credentials) is refused and revoked at its next use.
 func TestUseRefusesChangedUser(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	ss := e.is.shared()
 	p := e.is.policy()
 	_, tok, _, err := ss.store.Create(context.Background(), p, sessions.New{Login: "alice", UserID: "7", FP: "another-fingerprint"}, e.clock.Now())
@@ -259,7 +243,7 @@ func TestUseRefusesChangedUser(t *testing.T) {
 // end sessions, each revocation through ended (the deny-list and the audit
 // log).
 func TestIssuerAdminMethods(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
+	e := newIssuerEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
 	core, logs := observer.New(zapcore.InfoLevel)
 	e.is.audit = zap.New(core)
 	ctx := context.Background()
@@ -309,7 +293,7 @@ func TestIssuerAdminMethods(t *testing.T) {
 func TestRevokedLookupAllocs(t *testing.T) {
 	allocs := map[bool]float64{}
 	for _, revoke := range []bool{false, true} {
-		e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = revoke })
+		e := newIssuerEnv(t, func(is *Issuer) { is.RevokeAccessTokens = revoke })
 		access, _ := e.login("alice", "alice-password")
 		ss := e.is.shared()
 		now := e.clock.Now()

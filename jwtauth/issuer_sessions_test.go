@@ -2,7 +2,6 @@ package jwtauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,46 +21,8 @@ import (
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
 
-func (e *itEnv) refresh(rt string) itRes {
-	e.t.Helper()
-	return e.do(itReq{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": rt}})
-}
-
-func (e *itEnv) rotate(rt, access string) itRes {
-	e.t.Helper()
-	return e.do(itReq{path: "/update/refresh-token", body: "{}", header: map[string]string{"refreshToken": rt, "Authorization": "Bearer " + access}})
-}
-
-// mustRotate rotates and returns the new refresh token.
-func (e *itEnv) mustRotate(rt, access string) string {
-	e.t.Helper()
-	m := e.rotate(rt, access).expect(e.t, 200, "")
-	return m["refreshToken"].(string)
-}
-
-// sidOf returns the sid claim of an access token (read, not verified: the
-// token may be expired or revoked).
-func (e *itEnv) sidOf(access string) string {
-	e.t.Helper()
-	parts := strings.Split(access, ".")
-	if len(parts) != 3 {
-		e.t.Fatalf("not a JWS: %q", access)
-	}
-	raw, err := b64.DecodeString(parts[1])
-	var c struct {
-		SID string `json:"sid"`
-	}
-	if err == nil {
-		err = json.Unmarshal(raw, &c)
-	}
-	if err != nil || c.SID == "" {
-		e.t.Fatalf("no sid: %v", err)
-	}
-	return c.SID
-}
-
 // observeWarnings routes the issuer's audit log into an observer.
-func (e *itEnv) observeWarnings() *observer.ObservedLogs {
+func (e *issuerEnv) observeWarnings() *observer.ObservedLogs {
 	core, logs := observer.New(zapcore.WarnLevel)
 	e.is.audit = zap.New(core)
 	return logs
@@ -75,14 +34,14 @@ func (e *itEnv) observeWarnings() *observer.ObservedLogs {
 func TestIssuerReuseRevokesFamily(t *testing.T) {
 	for _, endpoint := range []string{"/update/access-token", "/update/refresh-token", "/revoke/token"} {
 		t.Run(strings.TrimPrefix(endpoint, "/"), func(t *testing.T) {
-			e := newItEnv(t, nil)
+			e := newIssuerEnv(t, nil)
 			logs := e.observeWarnings()
 			access, rt1 := e.login("alice", "alice-password")
 			otherAccess, otherRT := e.login("alice", "alice-password")
 			sid, otherSID := e.sidOf(access), e.sidOf(otherAccess)
 			rt2 := e.mustRotate(rt1, access)
 			e.clock.Add(time.Minute)
-			m := e.do(itReq{path: endpoint, body: "{}", header: map[string]string{"refreshToken": rt1, "access_token": access}})
+			m := e.do(issuerReq{path: endpoint, body: "{}", header: map[string]string{"refreshToken": rt1, "access_token": access}})
 			if endpoint == "/revoke/token" {
 				m.expect(t, 200, "") // a logout, even with a stale token
 			} else if d := m.expect(t, 401, "invalid_grant")["error_description"]; !strings.Contains(d.(string), "reused") {
@@ -115,7 +74,7 @@ func TestIssuerReuseRevokesFamily(t *testing.T) {
 // was lost) gets the same successor without ending the family, and after
 // the grace it is reuse.
 func TestIssuerRotationGrace(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	access, rt1 := e.login("bob", "bob-password")
 	rt2 := e.mustRotate(rt1, access)
 	e.clock.Add(time.Second)
@@ -132,13 +91,13 @@ func TestIssuerRotationGrace(t *testing.T) {
 // TestIssuerRotationNeedsSameSession refuses a rotation with another
 // session's access token, or none.
 func TestIssuerRotationNeedsSameSession(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	access1, rt1 := e.login("alice", "alice-password")
 	access2, _ := e.login("alice", "alice-password")
 	if d := e.rotate(rt1, access2).expect(t, 401, "invalid_grant")["error_description"]; !strings.Contains(d.(string), "another session") {
 		t.Fatalf("description %q", d)
 	}
-	e.do(itReq{path: "/update/refresh-token", body: "{}", header: map[string]string{"refreshToken": rt1}}).expect(t, 401, "invalid_token")
+	e.do(issuerReq{path: "/update/refresh-token", body: "{}", header: map[string]string{"refreshToken": rt1}}).expect(t, 401, "invalid_token")
 	e.rotate(rt1, "not.a.token").expect(t, 401, "invalid_token")
 	e.rotate(rt1, rt1).expect(t, 401, "invalid_token")
 	e.clock.Add(2 * time.Minute) // access1 expired
@@ -153,14 +112,14 @@ func TestIssuerRotationNeedsSameSession(t *testing.T) {
 // refreshes racing with them succeed, and afterwards the store reopens with
 // the same sessions.
 func TestIssuerConcurrentRotations(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	access, rt := e.login("alice", "alice-password")
 	_, other := e.login("bob", "bob-password")
 	sid := e.sidOf(access)
 	const racers = 12
 	for gen := 0; gen < 5; gen++ {
 		var wg sync.WaitGroup
-		results := make([]itRes, racers)
+		results := make([]issuerRes, racers)
 		for i := range racers {
 			wg.Add(1)
 			go func() {
@@ -211,7 +170,7 @@ func TestIssuerConcurrentRotations(t *testing.T) {
 }
 
 // sessions lists the live sessions of login ("" for all).
-func (e *itEnv) sessions(login string) []sessions.Session {
+func (e *issuerEnv) sessions(login string) []sessions.Session {
 	e.t.Helper()
 	list, err := e.is.listSessions(context.Background(), login)
 	if err != nil {
@@ -221,7 +180,7 @@ func (e *itEnv) sessions(login string) []sessions.Session {
 }
 
 // session returns the live session sid.
-func (e *itEnv) session(sid string) sessions.Session {
+func (e *issuerEnv) session(sid string) sessions.Session {
 	e.t.Helper()
 	s, ok, err := e.store().Get(context.Background(), e.is.policy(), sid, e.clock.Now())
 	if err != nil || !ok {
@@ -234,7 +193,7 @@ func (e *itEnv) session(sid string) sessions.Session {
 // token refreshes nothing, while the family's current token still does or
 // the family ended as reuse; never a success.
 func TestIssuerOldTokensRefused(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	access, rt := e.login("bob", "bob-password")
 	first := rt
 	for range 19 {
@@ -251,7 +210,7 @@ func TestIssuerOldTokensRefused(t *testing.T) {
 // TestIssuerSessionLifetimes ends sessions at refresh_ttl and idle_timeout,
 // and the sweeper deletes them.
 func TestIssuerSessionLifetimes(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) {
+	e := newIssuerEnv(t, func(is *Issuer) {
 		is.RefreshTTL = caddy.Duration(time.Hour)
 		is.IdleTimeout = caddy.Duration(20 * time.Minute)
 	})
@@ -281,7 +240,7 @@ func TestIssuerSessionLifetimes(t *testing.T) {
 }
 
 // sweep runs the embedded store's sweeper once.
-func (e *itEnv) sweep() int {
+func (e *issuerEnv) sweep() int {
 	e.t.Helper()
 	n, err := e.store().Sweep(context.Background(), e.is.policy(), e.clock.Now())
 	if err != nil {
@@ -296,7 +255,7 @@ func (e *itEnv) sweep() int {
 func TestIssuerUsersFileChangeEndsFamilies(t *testing.T) {
 	for _, revokeAccess := range []bool{false, true} {
 		t.Run(fmt.Sprint("revoke_access_tokens=", revokeAccess), func(t *testing.T) {
-			users := []itUser{
+			users := []plainUser{
 				{login: "keep", password: "keep-pw", userID: "1", claims: `{"a":1}`},
 				{login: "passwd", password: "old-pw", userID: "2"},
 				{login: "disable", password: "dis-pw", userID: "3"},
@@ -305,21 +264,21 @@ func TestIssuerUsersFileChangeEndsFamilies(t *testing.T) {
 				{login: "uid", password: "uid-pw", userID: "6"},
 			}
 			mutate := func(is *Issuer) { is.RevokeAccessTokens = revokeAccess }
-			e := newItEnv(t, mutate)
-			itWriteUsers(t, e.users, users...)
+			e := newIssuerEnv(t, mutate)
+			writeUsers(t, e.users, users...)
 			oldApp := e.load(mutate)
 			access, refresh := map[string]string{}, map[string]string{}
 			for _, u := range users {
 				access[u.login], refresh[u.login] = e.login(u.login, u.password)
 			}
-			changed := []itUser{
+			changed := []plainUser{
 				{login: "keep", password: "keep-pw", userID: "1", claims: `{ "a" : 1 }`}, // same claims, reformatted
 				{login: "passwd", password: "new-pw", userID: "2"},
 				{login: "disable", password: "dis-pw", userID: "3", disabled: true},
 				{login: "claims", password: "cl-pw", userID: "4", claims: `{"roles":["admin"]}`},
 				{login: "uid", password: "uid-pw", userID: "60"},
 			}
-			itWriteUsers(t, e.users, changed...)
+			writeUsers(t, e.users, changed...)
 			e.load(mutate)
 			for _, u := range users {
 				res := e.refresh(refresh[u.login])
@@ -343,7 +302,7 @@ func TestIssuerUsersFileChangeEndsFamilies(t *testing.T) {
 				t.Fatalf("%d sessions stored, want 1", n)
 			}
 			e.login("passwd", "new-pw")
-			e.do(itReq{path: "/authenticate", body: `{"login":"disable","password":"dis-pw"}`}).expect(t, 401, "invalid_grant")
+			e.do(issuerReq{path: "/authenticate", body: `{"login":"disable","password":"dis-pw"}`}).expect(t, 401, "invalid_grant")
 		})
 	}
 }
@@ -354,7 +313,7 @@ func TestIssuerUsersFileChangeEndsFamilies(t *testing.T) {
 func TestIssuerRevokeAccessTokens(t *testing.T) {
 	for _, revokeAccess := range []bool{false, true} {
 		t.Run(fmt.Sprint("revoke_access_tokens=", revokeAccess), func(t *testing.T) {
-			e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = revokeAccess })
+			e := newIssuerEnv(t, func(is *Issuer) { is.RevokeAccessTokens = revokeAccess })
 			v := e.app.Validators["api"]
 			access, rt := e.login("alice", "alice-password")
 			otherAccess, _ := e.login("alice", "alice-password")
@@ -366,7 +325,7 @@ func TestIssuerRevokeAccessTokens(t *testing.T) {
 			if v.cache == nil || v.cache.getToken(access) == nil {
 				t.Fatal("the token is not cached: the test would not cover cache hits")
 			}
-			e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
+			e.do(issuerReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
 			for i := range 2 {
 				_, err := v.verify(access)
 				if revokeAccess && !errors.Is(err, ErrRevoked) {
@@ -404,87 +363,29 @@ func TestIssuerRevokeAccessTokens(t *testing.T) {
 	}
 }
 
-// failingStore makes every operation of a store fail as a full disk would,
-// while fail is set.
-type failingStore struct {
-	sessions.Store
-	fail atomic.Bool
-}
-
-func (f *failingStore) err() error {
-	if f.fail.Load() {
-		return fmt.Errorf("%w: write sessions.db: %w", sessions.ErrUnavailable, syscall.ENOSPC)
-	}
-	return nil
-}
-
-func (f *failingStore) Create(ctx context.Context, p sessions.Policy, n sessions.New, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
-	if err := f.err(); err != nil {
-		return sessions.Session{}, "", nil, err
-	}
-	return f.Store.Create(ctx, p, n, now)
-}
-
-func (f *failingStore) Find(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Session, []sessions.Revocation, error) {
-	if err := f.err(); err != nil {
-		return sessions.Session{}, nil, err
-	}
-	return f.Store.Find(ctx, p, tok, now)
-}
-
-func (f *failingStore) Use(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Session, []sessions.Revocation, error) {
-	if err := f.err(); err != nil {
-		return sessions.Session{}, nil, err
-	}
-	return f.Store.Use(ctx, p, tok, now)
-}
-
-func (f *failingStore) Rotate(ctx context.Context, p sessions.Policy, tok, sid string, now time.Time) (sessions.Session, string, []sessions.Revocation, error) {
-	if err := f.err(); err != nil {
-		return sessions.Session{}, "", nil, err
-	}
-	return f.Store.Rotate(ctx, p, tok, sid, now)
-}
-
-func (f *failingStore) Revoke(ctx context.Context, p sessions.Policy, tok string, now time.Time) (sessions.Revocation, bool, error) {
-	if err := f.err(); err != nil {
-		return sessions.Revocation{}, false, err
-	}
-	return f.Store.Revoke(ctx, p, tok, now)
-}
-
-// failStore puts a failingStore in front of the issuer's store.
-func (e *itEnv) failStore() *failingStore {
-	ss := e.is.shared()
-	f := &failingStore{Store: ss.store}
-	ss.store = f
-	e.t.Cleanup(func() { ss.store = f.Store })
-	return f
-}
-
 // TestIssuerStoreUnavailable answers 503 with Retry-After when the store
 // fails, logs it at Error once per burst without a token, and leaves the
 // previous state intact: nothing the store did not acknowledge happened.
 func TestIssuerStoreUnavailable(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	core, errLogs := observer.New(zapcore.ErrorLevel)
 	e.is.logger = zap.New(core)
 	access, rt := e.login("alice", "alice-password")
 	st := e.failStore()
 	st.fail.Store(true)
 
-	res := e.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`})
+	res := e.do(issuerReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`})
 	res.expect(t, 503, "temporarily_unavailable")
 	if res.Header().Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	m := e.do(itReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":1,"params":{"login":"bob","password":"bob-password"}}`}).expect(t, 200, "")
+	m := e.do(issuerReq{path: "/authenticate", body: `{"jsonrpc":"2.0","id":1,"params":{"login":"bob","password":"bob-password"}}`}).expect(t, 200, "")
 	if data := m["error"].(map[string]any)["data"].(map[string]any); data["http_status"] != float64(503) {
 		t.Fatalf("envelope %v", m)
 	}
 	e.rotate(rt, access).expect(t, 503, "temporarily_unavailable")
 	e.refresh(rt).expect(t, 503, "temporarily_unavailable")
-	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	e.do(issuerReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
 	if errLogs.Len() != 1 {
 		t.Fatalf("%d Error lines for one burst, want 1: %v", errLogs.Len(), errLogs.All())
 	}
@@ -505,7 +406,7 @@ func TestIssuerStoreUnavailable(t *testing.T) {
 	}
 	e.refresh(rt).expect(t, 200, "")
 	rt2 := e.mustRotate(rt, access)
-	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
+	e.do(issuerReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt2}}).expect(t, 200, "")
 	e.refresh(rt2).expect(t, 401, "invalid_grant")
 	if n := e.count(); n != 0 {
 		t.Fatalf("%d sessions after logout", n)
@@ -518,7 +419,7 @@ func TestIssuerStoreUnavailable(t *testing.T) {
 func TestIssuerNotStarted(t *testing.T) {
 	base := t.TempDir()
 	users := filepath.Join(base, "users.json")
-	itWriteUsers(t, users, itDefaultUsers...)
+	writeUsers(t, users, defaultUsers...)
 	dir := filepath.Join(base, "store")
 	is := &Issuer{UsersFile: users, StoreDir: dir, RevokeAccessTokens: true}
 	a := &App{Issuers: map[string]*Issuer{"test": is}, Validators: map[string]*Validator{"api": {IssuerKeys: "test"}}}
@@ -531,11 +432,11 @@ func TestIssuerNotStarted(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("provision created store_dir: %v", err)
 	}
-	e := &itEnv{t: t, clock: newTestClock(), app: a, is: is, h: &IssuerHandler{Issuer: "test"}}
+	e := &issuerEnv{t: t, clock: newTestClock(), app: a, is: is, h: &IssuerHandler{Issuer: "test"}}
 	if err := e.h.setup(is); err != nil {
 		t.Fatal(err)
 	}
-	for _, rq := range []itReq{
+	for _, rq := range []issuerReq{
 		{path: "/authenticate", body: `{"login":"alice","password":"alice-password"}`},
 		{path: "/update/access-token", body: "{}", header: map[string]string{"refreshToken": "x"}},
 		{method: http.MethodGet, path: "/.well-known/jwks.json"},
@@ -557,7 +458,7 @@ func TestIssuerNotStarted(t *testing.T) {
 // TestIssuerSharedAcrossReloads: a reload reuses the open store; the last
 // config to go closes it, and the directory can be opened again.
 func TestIssuerSharedAcrossReloads(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	first := e.is.shared()
 	a1 := e.app
 	_, rt := e.login("bob", "bob-password")
@@ -587,7 +488,7 @@ func TestIssuerSharedAcrossReloads(t *testing.T) {
 // TestIssuerSessionsPerLoginBounded ends a user's oldest session when a
 // login goes past maxSessionsPerLogin, and logs that revocation.
 func TestIssuerSessionsPerLoginBounded(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	core, logs := observer.New(zapcore.InfoLevel)
 	e.is.audit = zap.New(core)
 	firstAccess, first := e.login("bob", "bob-password")
@@ -616,7 +517,7 @@ func TestIssuerSessionsPerLoginBounded(t *testing.T) {
 // of a running one, as `caddy validate` does, succeeds without its lock,
 // checks the existing signing key, and changes no file.
 func TestIssuerProvisionBesideRunning(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	_, rt := e.login("alice", "alice-password")
 	before := e.storeFiles()
 	a := &App{Issuers: map[string]*Issuer{"test": {UsersFile: e.users, StoreDir: e.dir}}}

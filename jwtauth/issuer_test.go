@@ -2,307 +2,18 @@ package jwtauth
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jwtauth/caddy-jwtauth/jwtauth/internal/sessions"
 )
-
-// itHashes caches cost-4 bcrypt hashes by password, to keep tests fast.
-var itHashes sync.Map
-
-func itHash(t testing.TB, password string) string {
-	t.Helper()
-	if h, ok := itHashes.Load(password); ok {
-		return h.(string)
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	itHashes.Store(password, string(h))
-	return string(h)
-}
-
-// itUser is a users-file entry with a plain password, hashed on write.
-type itUser struct {
-	login, password, userID string
-	disabled                bool
-	claims                  string
-}
-
-func itWriteUsers(t testing.TB, path string, users ...itUser) {
-	t.Helper()
-	uf := UsersFile{Users: []User{}}
-	for _, u := range users {
-		uu := User{Login: u.login, PasswordHash: itHash(t, u.password), UserID: json.Number(u.userID), Disabled: u.disabled}
-		if u.claims != "" {
-			uu.Claims = json.RawMessage(u.claims)
-		}
-		uf.Users = append(uf.Users, uu)
-	}
-	if err := uf.Save(path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-var itDefaultUsers = []itUser{
-	{login: "alice", password: "alice-password", userID: "7", claims: `{"email":"alice@example.com","partner_id":70,"roles":["admin"]}`},
-	{login: "bob", password: "bob-password", userID: "8"},
-}
-
-// itEnv is an issuer named "test" with a jwt_issuer handler at /api, a
-// validator "api" bound to it with issuer_keys, and a jwt_auth handler
-// using that validator.
-type itEnv struct {
-	t     *testing.T
-	clock *testClock
-	dir   string // store_dir
-	users string // users file
-	app   *App
-	is    *Issuer
-	h     *IssuerHandler
-	auth  *Handler
-	waits waitRecorder // the login slowdowns the issuer applied
-	// auditLog, if set, receives the issuer's audit log from the next
-	// load on (revocations at start included).
-	auditLog *zap.Logger
-	// realTime runs the next loads on the real clock (Redis expires keys
-	// on it).
-	realTime bool
-}
-
-func newItEnv(t *testing.T, mutate func(*Issuer)) *itEnv {
-	t.Helper()
-	base := t.TempDir()
-	e := &itEnv{t: t, clock: newTestClock(), dir: filepath.Join(base, "store"), users: filepath.Join(base, "users.json")}
-	itWriteUsers(t, e.users, itDefaultUsers...)
-	e.load(mutate)
-	return e
-}
-
-// load provisions a new config (app) over the same store and users file,
-// as a reload does; the previous app stays until its test cleanup, or until
-// the caller cleans it up.
-func (e *itEnv) load(mutate func(*Issuer)) *App {
-	t := e.t
-	t.Helper()
-	is := &Issuer{UsersFile: e.users, StoreDir: e.dir}
-	if mutate != nil {
-		mutate(is)
-	}
-	v := &Validator{
-		IssuerKeys: "test",
-		Sources: []TokenSource{
-			{From: "header", Name: "Authorization", Prefix: "Bearer"},
-			{From: "header", Name: "access_token"},
-		},
-	}
-	a := &App{Issuers: map[string]*Issuer{"test": is}, Validators: map[string]*Validator{"api": v}}
-	a.now = e.clock.Now
-	if e.realTime {
-		a.now = time.Now
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(func() { _ = a.Stop(); _ = a.Cleanup(); cancel() })
-	if err := a.Provision(ctx); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	is.audit = zap.NewNop() // tests that look at logs observe them
-	if e.auditLog != nil {
-		is.audit = e.auditLog
-	}
-	if err := a.Start(); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	h := &IssuerHandler{Issuer: "test", Console: true}
-	if err := h.setup(is); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	e.app, e.is, e.h = a, is, h
-	is.wait = e.waits.wait
-	e.auth = provisionHandler(t, a, &Handler{Validators: []string{"api"}})
-	return a
-}
-
-// count returns the number of live sessions.
-func (e *itEnv) count() int {
-	e.t.Helper()
-	n, err := e.is.countSessions(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return n
-}
-
-// live reports whether sid is a live session of the store.
-func (e *itEnv) live(sid string) bool {
-	e.t.Helper()
-	_, ok, err := e.store().Get(context.Background(), e.is.policy(), sid, e.clock.Now())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return ok
-}
-
-// store returns the issuer's open session store.
-func (e *itEnv) store() sessions.Store { return e.is.shared().store }
-
-// kid returns the kid of the issuer's signing key.
-func (e *itEnv) kid() string { return e.is.run.Load().signer.kid }
-
-// itReq describes one request to the issuer handler.
-type itReq struct {
-	method  string // default POST
-	path    string // under /api
-	body    string
-	ctype   string // default application/json; "-" for none
-	header  map[string]string
-	cookies []*http.Cookie
-	ip      string // client IP as Caddy resolved it; default 192.0.2.1
-}
-
-type itRes struct {
-	*httptest.ResponseRecorder
-	called bool
-	err    error
-}
-
-func (e *itEnv) do(rq itReq) itRes {
-	e.t.Helper()
-	return e.doWith(rq, nil)
-}
-
-// doWith is do with a last change to the request.
-func (e *itEnv) doWith(rq itReq, change func(*http.Request)) itRes {
-	e.t.Helper()
-	if rq.method == "" {
-		rq.method = http.MethodPost
-	}
-	r := httptest.NewRequest(rq.method, "/api"+rq.path, strings.NewReader(rq.body))
-	switch rq.ctype {
-	case "":
-		r.Header.Set("Content-Type", "application/json")
-	case "-":
-	default:
-		r.Header.Set("Content-Type", rq.ctype)
-	}
-	for k, v := range rq.header {
-		r.Header.Set(k, v)
-	}
-	for _, c := range rq.cookies {
-		r.AddCookie(c)
-	}
-	if rq.ip == "" {
-		rq.ip = "192.0.2.1"
-	}
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: rq.ip})
-	r = r.WithContext(ctx)
-	if change != nil {
-		change(r)
-	}
-	res := itRes{ResponseRecorder: httptest.NewRecorder()}
-	res.err = e.h.ServeHTTP(res, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
-		res.called = true
-		return nil
-	}))
-	return res
-}
-
-// json decodes the response body.
-func (res itRes) json(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(res.Body.Bytes(), &m); err != nil {
-		t.Fatalf("body %q: %v", res.Body.String(), err)
-	}
-	return m
-}
-
-// expect fails unless the answer has status and, for errors, the error code.
-func (res itRes) expect(t testing.TB, status int, code string) map[string]any {
-	t.Helper()
-	if res.err != nil {
-		t.Fatalf("handler error: %v", res.err)
-	}
-	if res.Code != status {
-		t.Fatalf("status %d, want %d; body %s", res.Code, status, res.Body.String())
-	}
-	if cc := res.Header().Get("Cache-Control"); cc != "no-store" {
-		t.Fatalf("Cache-Control %q", cc)
-	}
-	m := res.json(t)
-	if code != "" && m["error"] != code {
-		t.Fatalf("error %v, want %q; body %s", m["error"], code, res.Body.String())
-	}
-	return m
-}
-
-// refreshCookie returns the refresh cookie the response set, or nil.
-func (res itRes) refreshCookie(name string) *http.Cookie {
-	for _, c := range (&http.Response{Header: res.Header()}).Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-func (e *itEnv) login(login, password string) (access, refresh string) {
-	e.t.Helper()
-	m := e.do(itReq{path: "/authenticate", body: `{"db":"x","login":` + jsonQuote(login) + `,"password":` + jsonQuote(password) + `}`}).expect(e.t, 200, "")
-	return m["access_token"].(string), m["refreshToken"].(string)
-}
-
-func jsonQuote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
-
-// protected calls the jwt_auth handler with an access token and reports
-// whether it passed.
-func (e *itEnv) protected(access string) bool {
-	e.t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "/api/protected/json", nil)
-	r.Header.Set("access_token", access)
-	_, _, called, _ := serve(e.t, e.auth, r)
-	return called
-}
-
-// storeFiles returns the contents of every file under the store dir.
-func (e *itEnv) storeFiles() map[string][]byte {
-	e.t.Helper()
-	out := map[string][]byte{}
-	err := filepath.Walk(e.dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		out[p] = b
-		return err
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
 
 // TestIssuerFlow runs the odoo_jwt flow against the handler: authenticate,
 // call a protected route, refresh the access token, rotate the refresh
@@ -314,14 +25,14 @@ func TestIssuerFlow(t *testing.T) {
 		for _, browser := range []bool{false, true} {
 			name := map[bool]string{false: "json", true: "jsonrpc"}[envelope] + "/" + map[bool]string{false: "mobile", true: "browser"}[browser]
 			t.Run(name, func(t *testing.T) {
-				e := newItEnv(t, nil)
+				e := newIssuerEnv(t, nil)
 				wrap := func(params string) string {
 					if envelope {
 						return `{"jsonrpc":"2.0","method":"call","id":42,"params":` + params + `}`
 					}
 					return params
 				}
-				result := func(res itRes) map[string]any {
+				result := func(res issuerRes) map[string]any {
 					t.Helper()
 					m := res.expect(t, 200, "")
 					if !envelope {
@@ -338,7 +49,7 @@ func TestIssuerFlow(t *testing.T) {
 					hdr["Sec-Fetch-Site"] = "same-origin"
 				}
 
-				res := e.do(itReq{path: "/authenticate", body: wrap(`{"db":"odoo","login":"alice","password":"alice-password"}`), header: hdr})
+				res := e.do(issuerReq{path: "/authenticate", body: wrap(`{"db":"odoo","login":"alice","password":"alice-password"}`), header: hdr})
 				m := result(res)
 				for _, k := range []string{"token", "access_token", "token_type", "expires_in", "user_id", "rotation_period", "long_term_token_span", "short_term_token_span"} {
 					if _, ok := m[k]; !ok {
@@ -375,8 +86,8 @@ func TestIssuerFlow(t *testing.T) {
 				}
 
 				// refresh the access token; a browser sends only the cookie
-				refreshReq := func(path, params string, extra map[string]string) itReq {
-					rq := itReq{path: path, body: wrap(params), header: map[string]string{}}
+				refreshReq := func(path, params string, extra map[string]string) issuerReq {
+					rq := issuerReq{path: path, body: wrap(params), header: map[string]string{}}
 					for k, v := range hdr {
 						rq.header[k] = v
 					}
@@ -468,7 +179,7 @@ func TestIssuerFlow(t *testing.T) {
 
 // TestIssuerAccessTokenClaims checks the access token's header and claims.
 func TestIssuerAccessTokenClaims(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.Audience = []string{"mobile", "web"}; is.Iss = "https://auth.example" })
+	e := newIssuerEnv(t, func(is *Issuer) { is.Audience = []string{"mobile", "web"}; is.Iss = "https://auth.example" })
 	access, _ := e.login("alice", "alice-password")
 	id, err := e.is.self.verify(access)
 	if err != nil {
@@ -508,25 +219,25 @@ func TestIssuerAccessTokenClaims(t *testing.T) {
 
 // TestIssuerAccessTokenNeverOutlivesSession caps exp at the session's end.
 func TestIssuerAccessTokenNeverOutlivesSession(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) {
+	e := newIssuerEnv(t, func(is *Issuer) {
 		is.RefreshTTL = caddy.Duration(10 * time.Minute)
 		is.IdleTimeout = caddy.Duration(10 * time.Minute)
 	})
 	_, rt := e.login("bob", "bob-password")
 	e.clock.Add(9*time.Minute + 30*time.Second)
-	m := e.do(itReq{path: "/update/access-token", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
+	m := e.do(issuerReq{path: "/update/access-token", header: map[string]string{"refreshToken": rt}}).expect(t, 200, "")
 	if m["expires_in"] != float64(30) {
 		t.Fatalf("expires_in %v, want 30 (the session's end)", m["expires_in"])
 	}
 	e.clock.Add(30 * time.Second)
-	e.do(itReq{path: "/update/access-token", header: map[string]string{"refreshToken": rt}}).expect(t, 401, "invalid_grant")
+	e.do(issuerReq{path: "/update/access-token", header: map[string]string{"refreshToken": rt}}).expect(t, 401, "invalid_grant")
 }
 
 // TestIssuerPassesOtherPaths lets everything else through.
 func TestIssuerPassesOtherPaths(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	for _, p := range []string{"/protected/json", "/authenticatex", "/update", "/"} {
-		if res := e.do(itReq{path: p, body: "{}"}); !res.called {
+		if res := e.do(issuerReq{path: p, body: "{}"}); !res.called {
 			t.Errorf("%s did not pass to next", p)
 		}
 	}
@@ -538,15 +249,15 @@ func TestIssuerPassesOtherPaths(t *testing.T) {
 		t.Error("a path outside the prefix did not pass")
 	}
 	e.h.Console = false
-	if res := e.do(itReq{method: http.MethodGet, path: "/login"}); !res.called {
+	if res := e.do(issuerReq{method: http.MethodGet, path: "/login"}); !res.called {
 		t.Error("/login without console did not pass")
 	}
 }
 
 // TestIssuerConsole serves the console with its headers.
 func TestIssuerConsole(t *testing.T) {
-	e := newItEnv(t, nil)
-	res := e.do(itReq{method: http.MethodGet, path: "/login"})
+	e := newIssuerEnv(t, nil)
+	res := e.do(issuerReq{method: http.MethodGet, path: "/login"})
 	if res.Code != 200 || res.called || !bytes.Equal(res.Body.Bytes(), consoleHTML) {
 		t.Fatalf("console: %d called=%v", res.Code, res.called)
 	}
@@ -558,7 +269,7 @@ func TestIssuerConsole(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	res = e.do(itReq{path: "/login", body: "{}"})
+	res = e.do(issuerReq{path: "/login", body: "{}"})
 	if res.Code != 405 || res.Header().Get("Allow") != "GET, HEAD" {
 		t.Fatalf("POST /login: %d Allow %q", res.Code, res.Header().Get("Allow"))
 	}

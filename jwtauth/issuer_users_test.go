@@ -12,15 +12,15 @@ import (
 // hash has the users' cost.
 func TestIssuerCredentials(t *testing.T) {
 	long := strings.Repeat("p", maxBcryptPassword)
-	e := newItEnv(t, nil)
-	itWriteUsers(t, e.users, append([]itUser{
+	e := newIssuerEnv(t, nil)
+	writeUsers(t, e.users, append([]plainUser{
 		{login: "long", password: long, userID: "9"},
 		{login: "off", password: "off-password", userID: "10", disabled: true},
-	}, itDefaultUsers...)...)
+	}, defaultUsers...)...)
 	e.load(nil)
 	var bodies []string
 	for _, c := range [][2]string{{"nobody", "alice-password"}, {"alice", "wrong"}, {"off", "off-password"}, {"long", long + "q"}, {"alice", ""}} {
-		res := e.do(itReq{path: "/authenticate", body: `{"login":` + jsonQuote(c[0]) + `,"password":` + jsonQuote(c[1]) + `}`, ip: "198.51.100." + c[0][:1]})
+		res := e.do(issuerReq{path: "/authenticate", body: `{"login":` + jsonQuote(c[0]) + `,"password":` + jsonQuote(c[1]) + `}`, ip: "198.51.100." + c[0][:1]})
 		res.expect(t, 401, "invalid_grant")
 		bodies = append(bodies, res.Body.String())
 	}

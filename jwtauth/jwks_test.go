@@ -24,88 +24,30 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// vtECJWK renders an EC public key as a JWK.
-func vtECJWK(kid string, k *ecdsa.PrivateKey, alg string) string {
-	pub, err := k.PublicKey.ECDH()
-	if err != nil {
-		panic(err)
-	}
-	pt := pub.Bytes() // 0x04 || X || Y
-	n := (len(pt) - 1) / 2
-	return fmt.Sprintf(`{"kty":"EC","crv":%q,"x":%q,"y":%q,"kid":%q,"alg":%q,"use":"sig"}`,
-		k.Curve.Params().Name,
-		base64.RawURLEncoding.EncodeToString(pt[1:1+n]), base64.RawURLEncoding.EncodeToString(pt[1+n:]), kid, alg)
-}
-
-func jtSet(jwks ...string) string { return `{"keys":[` + strings.Join(jwks, ",") + `]}` }
-
-// jtServer is a JWKS endpoint whose answer tests change, counting requests.
-type jtServer struct {
-	*httptest.Server
-	hits atomic.Int64
-
-	mu       sync.Mutex
-	status   int
-	body     string
-	location string // when set, answer 302 to it
-}
-
-func newJTServer(t *testing.T, status int, body string) *jtServer {
-	s := &jtServer{status: status, body: body}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		status, body, loc := s.status, s.body, s.location
-		s.mu.Unlock()
-		if loc != "" {
-			http.Redirect(w, r, loc, http.StatusFound)
-			return
-		}
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *jtServer) set(status int, body string) {
-	s.mu.Lock()
-	s.status, s.body = status, body
-	s.mu.Unlock()
-}
-
-func (s *jtServer) expectHits(t *testing.T, want int64, when string) {
-	t.Helper()
-	if got := s.hits.Load(); got != want {
-		t.Fatalf("%s: %d fetches, want %d", when, got, want)
-	}
-}
-
-// jtKey is a fresh P-256 signing key.
-func jtKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// newECKey is a fresh signing key on curve c.
+func newECKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-// jtToken signs a token valid at the clock's current time.
-func jtToken(t testing.TB, k *ecdsa.PrivateKey, kid string, clock *testClock) string {
+// es256Token signs a token valid at the clock's current time.
+func es256Token(t testing.TB, k *ecdsa.PrivateKey, kid string, clock *testClock) string {
 	now := clock.Now()
-	pl := vtObj{{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
+	pl := rawObject{{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
 		{"exp", fmt.Sprint(now.Add(time.Hour).Unix())}, {"iat", fmt.Sprint(now.Add(-time.Minute).Unix())}}
 	hdr := `{"alg":"ES256","typ":"JWT"}`
 	if kid != "" {
 		hdr = `{"alg":"ES256","typ":"JWT","kid":"` + kid + `"}`
 	}
-	return vtSignRaw(t, jwt.SigningMethodES256, k, hdr, pl.String())
+	return signRaw(t, jwt.SigningMethodES256, k, hdr, pl.String())
 }
 
-// jtValidator provisions a jwks_url validator under a unique name (metrics
+// jwksURLValidator provisions a jwks_url validator under a unique name (metrics
 // are labelled by it).
-func jtValidator(t *testing.T, name string, clock *testClock, url string, mod func(*Validator)) *Validator {
+func jwksURLValidator(t *testing.T, name string, clock *testClock, url string, mod func(*Validator)) *Validator {
 	t.Helper()
 	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: url}}
 	// no background retries unless the test asks: they would make fetch
@@ -118,10 +60,10 @@ func jtValidator(t *testing.T, name string, clock *testClock, url string, mod fu
 	return v
 }
 
-// jtFetches reads caddy_jwtauth_jwks_fetches_total{validator=name,result}.
+// jwksFetchCount reads caddy_jwtauth_jwks_fetches_total{validator=name,result}.
 // (It does what prometheus/testutil.ToFloat64 does; testutil would add a
 // module to go.mod only for this.)
-func jtFetches(name, result string) float64 {
+func jwksFetchCount(name, result string) float64 {
 	var m dto.Metric
 	if err := jwksFetches.WithLabelValues(name, result).Write(&m); err != nil {
 		panic(err)
@@ -129,14 +71,14 @@ func jtFetches(name, result string) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func jtAccept(t *testing.T, v *Validator, tok, what string) {
+func mustAccept(t *testing.T, v *Validator, tok, what string) {
 	t.Helper()
 	if _, err := v.verify(tok); err != nil {
 		t.Fatalf("%s: refused: %v", what, err)
 	}
 }
 
-func jtRefuse(t *testing.T, v *Validator, tok, what string, is error) {
+func mustRefuse(t *testing.T, v *Validator, tok, what string, is error) {
 	t.Helper()
 	_, err := v.verify(tok)
 	if err == nil {
@@ -152,58 +94,58 @@ func jtRefuse(t *testing.T, v *Validator, tok, what string, is error) {
 
 func TestJWKSRotation(t *testing.T) {
 	t.Parallel()
-	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1, k2 := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-rotation", clock, srv.URL, nil)
+	v := jwksURLValidator(t, "jwks-rotation", clock, srv.URL, nil)
 	srv.expectHits(t, 1, "after provision")
 
-	old := jtToken(t, k1, "k1", clock)
-	jtAccept(t, v, old, "k1 token")
-	jtAccept(t, v, old, "k1 token again (cached)")
+	old := es256Token(t, k1, "k1", clock)
+	mustAccept(t, v, old, "k1 token")
+	mustAccept(t, v, old, "k1 token again (cached)")
 	srv.expectHits(t, 1, "known kid")
 
 	// rotation: k2 appears, k1 is removed
-	srv.set(200, jtSet(vtECJWK("k2", k2, "ES256")))
-	jtAccept(t, v, jtToken(t, k2, "k2", clock), "k2 token (unknown kid refresh)")
+	srv.set(200, jwkSet(ecJWK("k2", k2, "ES256")))
+	mustAccept(t, v, es256Token(t, k2, "k2", clock), "k2 token (unknown kid refresh)")
 	srv.expectHits(t, 2, "after the new kid")
 
-	jtRefuse(t, v, old, "cached k1 token after rotation", ErrTokenUnverifiable)
-	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "fresh k1 token after rotation", ErrTokenUnverifiable)
+	mustRefuse(t, v, old, "cached k1 token after rotation", ErrTokenUnverifiable)
+	mustRefuse(t, v, es256Token(t, k1, "k1", clock), "fresh k1 token after rotation", ErrTokenUnverifiable)
 	// k1 signing with k2's kid
-	jtRefuse(t, v, jtToken(t, k1, "k2", clock), "k1 key under k2 kid", ErrTokenSignature)
+	mustRefuse(t, v, es256Token(t, k1, "k2", clock), "k1 key under k2 kid", ErrTokenSignature)
 	srv.expectHits(t, 2, "old kid refused within unknown_kid_interval")
-	if ok := jtFetches("jwks-rotation", "ok"); ok != 2 {
+	if ok := jwksFetchCount("jwks-rotation", "ok"); ok != 2 {
 		t.Fatalf("ok fetches metric %v", ok)
 	}
 }
 
 func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-ratelimit", clock, srv.URL, func(v *Validator) {
+	v := jwksURLValidator(t, "jwks-ratelimit", clock, srv.URL, func(v *Validator) {
 		v.JWKSURL.UnknownKIDInterval = caddy.Duration(5 * time.Minute)
 	})
 	srv.expectHits(t, 1, "after provision")
 	random := func() string {
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
-		return jtToken(t, k1, fmt.Sprintf("%x", b), clock)
+		return es256Token(t, k1, fmt.Sprintf("%x", b), clock)
 	}
 	for i := 0; i < 20; i++ {
-		jtRefuse(t, v, random(), "random kid", ErrTokenUnverifiable)
+		mustRefuse(t, v, random(), "random kid", ErrTokenUnverifiable)
 		clock.Add(10 * time.Second) // 200s in all: still within the interval
 	}
 	srv.expectHits(t, 2, "20 random kids within the interval")
 	clock.Add(5 * time.Minute)
-	jtRefuse(t, v, random(), "random kid after the interval", ErrTokenUnverifiable)
-	jtRefuse(t, v, random(), "second random kid after the interval", ErrTokenUnverifiable)
+	mustRefuse(t, v, random(), "random kid after the interval", ErrTokenUnverifiable)
+	mustRefuse(t, v, random(), "second random kid after the interval", ErrTokenUnverifiable)
 	srv.expectHits(t, 3, "after the interval")
 
 	// the real kid never needs a fetch
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "known kid")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "known kid")
 	srv.expectHits(t, 3, "known kid")
 }
 
@@ -212,10 +154,10 @@ func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 // that do not trigger the refresh wait for it instead of failing.
 func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 	t.Parallel()
-	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1, k2 := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-concurrent", clock, srv.URL, nil)
+	v := jwksURLValidator(t, "jwks-concurrent", clock, srv.URL, nil)
 
 	const n = 16
 	run := func(tok func(i int) string) []error {
@@ -235,7 +177,7 @@ func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 		done.Wait()
 		return errs
 	}
-	for i, err := range run(func(i int) string { return jtToken(t, k1, fmt.Sprintf("rnd-%d", i), clock) }) {
+	for i, err := range run(func(i int) string { return es256Token(t, k1, fmt.Sprintf("rnd-%d", i), clock) }) {
 		if err == nil {
 			t.Fatalf("random kid %d accepted", i)
 		}
@@ -245,8 +187,8 @@ func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 	// a new key is published; every concurrent request with its kid must
 	// be accepted, with one fetch between them
 	clock.Add(6 * time.Minute)
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
-	for i, err := range run(func(int) string { return jtToken(t, k2, "k2", clock) }) {
+	srv.set(200, jwkSet(ecJWK("k1", k1, "ES256"), ecJWK("k2", k2, "ES256")))
+	for i, err := range run(func(int) string { return es256Token(t, k2, "k2", clock) }) {
 		if err != nil {
 			t.Fatalf("request %d with the new kid refused: %v", i, err)
 		}
@@ -256,30 +198,30 @@ func TestJWKSUnknownKIDConcurrent(t *testing.T) {
 
 func TestJWKSDownAtStartup(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, http.StatusServiceUnavailable, "down")
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, http.StatusServiceUnavailable, "down")
 	clock := newTestClock()
 	const name = "jwks-down-start"
-	v := jtValidator(t, name, clock, srv.URL, nil) // provisions although the endpoint is down
+	v := jwksURLValidator(t, name, clock, srv.URL, nil) // provisions although the endpoint is down
 	srv.expectHits(t, 1, "after provision")
 	if v.remote.current() != nil {
 		t.Fatal("keys without a successful fetch")
 	}
-	if e := jtFetches(name, "error"); e != 1 {
+	if e := jwksFetchCount(name, "error"); e != 1 {
 		t.Fatalf("error metric %v", e)
 	}
-	tok := jtToken(t, k1, "k1", clock)
-	jtRefuse(t, v, tok, "while down", ErrTokenUnverifiable)
-	jtRefuse(t, v, jtToken(t, k1, "", clock), "while down, no kid", ErrTokenUnverifiable)
+	tok := es256Token(t, k1, "k1", clock)
+	mustRefuse(t, v, tok, "while down", ErrTokenUnverifiable)
+	mustRefuse(t, v, es256Token(t, k1, "", clock), "while down, no kid", ErrTokenUnverifiable)
 	srv.expectHits(t, 2, "one unknown-kid refresh while down")
 
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
-	jtRefuse(t, v, tok, "up, but within unknown_kid_interval", ErrTokenUnverifiable)
+	srv.set(200, jwkSet(ecJWK("k1", k1, "ES256")))
+	mustRefuse(t, v, tok, "up, but within unknown_kid_interval", ErrTokenUnverifiable)
 	srv.expectHits(t, 2, "rate limited")
 	clock.Add(5*time.Minute + time.Second)
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after the endpoint came up")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "after the endpoint came up")
 	srv.expectHits(t, 3, "recovered")
-	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 1 || e != 2 {
+	if ok, e := jwksFetchCount(name, "ok"), jwksFetchCount(name, "error"); ok != 1 || e != 2 {
 		t.Fatalf("metrics ok=%v error=%v", ok, e)
 	}
 }
@@ -289,60 +231,60 @@ func TestJWKSDownAtStartup(t *testing.T) {
 // recovers before the next periodic refresh.
 func TestJWKSDownAtStartupNoKID(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, http.StatusBadGateway, "")
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, http.StatusBadGateway, "")
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-down-nokid", clock, srv.URL, nil)
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
-	jtAccept(t, v, jtToken(t, k1, "", clock), "kid-less token once the endpoint is up")
+	v := jwksURLValidator(t, "jwks-down-nokid", clock, srv.URL, nil)
+	srv.set(200, jwkSet(ecJWK("k1", k1, "ES256")))
+	mustAccept(t, v, es256Token(t, k1, "", clock), "kid-less token once the endpoint is up")
 	srv.expectHits(t, 2, "one refresh")
 }
 
 func TestJWKSFailsLaterMaxStale(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	const name = "jwks-max-stale"
-	v := jtValidator(t, name, clock, srv.URL, func(v *Validator) {
+	v := jwksURLValidator(t, name, clock, srv.URL, func(v *Validator) {
 		v.JWKSURL.RefreshInterval = caddy.Duration(time.Hour)
 		v.JWKSURL.MaxStale = caddy.Duration(2 * time.Hour)
 	})
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "endpoint up")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "endpoint up")
 
 	srv.set(http.StatusInternalServerError, "boom")
 	clock.Add(time.Hour)
 	if err := v.remote.refresh(context.Background()); err == nil {
 		t.Fatal("refresh against a failing endpoint succeeded")
 	}
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "1h after the last good fetch")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "1h after the last good fetch")
 
 	clock.Add(59 * time.Minute) // 1h59m after the last good fetch
-	cached := jtToken(t, k1, "k1", clock)
-	jtAccept(t, v, cached, "just before max_stale")
+	cached := es256Token(t, k1, "k1", clock)
+	mustAccept(t, v, cached, "just before max_stale")
 	srv.expectHits(t, 2, "before max_stale")
 
 	clock.Add(2 * time.Minute) // past max_stale
-	jtRefuse(t, v, cached, "cached token past max_stale", ErrTokenUnverifiable)
-	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "fresh token past max_stale", ErrTokenUnverifiable)
+	mustRefuse(t, v, cached, "cached token past max_stale", ErrTokenUnverifiable)
+	mustRefuse(t, v, es256Token(t, k1, "k1", clock), "fresh token past max_stale", ErrTokenUnverifiable)
 	srv.expectHits(t, 3, "one refresh attempt past max_stale")
 	if v.remote.current() != nil {
 		t.Fatal("stale keys still served")
 	}
 
 	// the endpoint recovers: the next allowed refresh restores service
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock.Add(6 * time.Minute)
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after recovery")
-	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 2 || e != 2 {
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "after recovery")
+	if ok, e := jwksFetchCount(name, "ok"), jwksFetchCount(name, "error"); ok != 2 || e != 2 {
 		t.Fatalf("metrics ok=%v error=%v", ok, e)
 	}
 }
 
 func TestJWKSBadDocuments(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	k1 := newECKey(t, elliptic.P256())
+	good := jwkSet(ecJWK("k1", k1, "ES256"))
 	for i, tc := range []struct {
 		name, body string
 		status     int
@@ -351,7 +293,7 @@ func TestJWKSBadDocuments(t *testing.T) {
 		{"truncated", good[:len(good)-5], 200},
 		{"html", "<html><body>login</body></html>", 200},
 		{"keys not an array", `{"keys":"k1"}`, 200},
-		{"array", `[` + vtECJWK("k1", k1, "ES256") + `]`, 200},
+		{"array", `[` + ecJWK("k1", k1, "ES256") + `]`, 200},
 		{"empty object", `{}`, 200},
 		{"no keys", `{"keys":[]}`, 200},
 		{"only encryption keys", strings.Replace(good, `"use":"sig"`, `"use":"enc"`, 1), 200},
@@ -362,12 +304,12 @@ func TestJWKSBadDocuments(t *testing.T) {
 			name := fmt.Sprintf("jwks-bad-%d", i)
 			clock := newTestClock()
 			// bad at start-up: provisions, refuses
-			srv := newJTServer(t, tc.status, tc.body)
-			v := jtValidator(t, name, clock, srv.URL, nil)
+			srv := newJWKSServer(t, tc.status, tc.body)
+			v := jwksURLValidator(t, name, clock, srv.URL, nil)
 			if v.remote.current() != nil {
 				t.Fatal("keys from a bad document")
 			}
-			jtRefuse(t, v, jtToken(t, k1, "k1", clock), "bad at start-up", ErrTokenUnverifiable)
+			mustRefuse(t, v, es256Token(t, k1, "k1", clock), "bad at start-up", ErrTokenUnverifiable)
 			// good, then bad: the previous keys are kept
 			srv.set(200, good)
 			if err := v.remote.refresh(context.Background()); err != nil {
@@ -377,8 +319,8 @@ func TestJWKSBadDocuments(t *testing.T) {
 			if err := v.remote.refresh(context.Background()); err == nil {
 				t.Fatal("bad document accepted")
 			}
-			jtAccept(t, v, jtToken(t, k1, "k1", clock), "previous keys kept")
-			if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 1 || e != 3 {
+			mustAccept(t, v, es256Token(t, k1, "k1", clock), "previous keys kept")
+			if ok, e := jwksFetchCount(name, "ok"), jwksFetchCount(name, "error"); ok != 1 || e != 3 {
 				t.Fatalf("metrics ok=%v error=%v", ok, e)
 			}
 		})
@@ -387,29 +329,29 @@ func TestJWKSBadDocuments(t *testing.T) {
 
 func TestJWKSOctKeyRefused(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
+	k1 := newECKey(t, elliptic.P256())
 	secret := []byte(strings.Repeat("k", 64))
 	oct := `{"kty":"oct","kid":"h1","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
-	srv := newJTServer(t, 200, jtSet(oct, vtECJWK("e1", k1, "ES256")))
+	srv := newJWKSServer(t, 200, jwkSet(oct, ecJWK("e1", k1, "ES256")))
 	clock := newTestClock()
 	hsTok := func(kid string) string {
-		return vtSignRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256","kid":"`+kid+`"}`, vtBase().String())
+		return signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256","kid":"`+kid+`"}`, rawPayload().String())
 	}
-	derived := jtValidator(t, "jwks-oct-derived", clock, srv.URL, nil)
-	explicit := jtValidator(t, "jwks-oct-explicit", clock, srv.URL, func(v *Validator) { v.Algorithms = []string{"HS256", "ES256"} })
+	derived := jwksURLValidator(t, "jwks-oct-derived", clock, srv.URL, nil)
+	explicit := jwksURLValidator(t, "jwks-oct-explicit", clock, srv.URL, func(v *Validator) { v.Algorithms = []string{"HS256", "ES256"} })
 	for _, v := range []*Validator{derived, explicit} {
-		jtRefuse(t, v, hsTok("h1"), "HS256 token signed with the oct key", nil)
-		jtRefuse(t, v, hsTok(""), "HS256 token without kid", nil)
-		jtAccept(t, v, jtToken(t, k1, "e1", clock), "EC key of the same set")
+		mustRefuse(t, v, hsTok("h1"), "HS256 token signed with the oct key", nil)
+		mustRefuse(t, v, hsTok(""), "HS256 token without kid", nil)
+		mustAccept(t, v, es256Token(t, k1, "e1", clock), "EC key of the same set")
 	}
 	// a set holding only a symmetric key yields no key at all
-	only := newJTServer(t, 200, jtSet(oct))
-	v := jtValidator(t, "jwks-oct-only", clock, only.URL, func(v *Validator) { v.Algorithms = []string{"HS256"} })
+	only := newJWKSServer(t, 200, jwkSet(oct))
+	v := jwksURLValidator(t, "jwks-oct-only", clock, only.URL, func(v *Validator) { v.Algorithms = []string{"HS256"} })
 	if v.remote.current() != nil {
 		t.Fatal("oct-only set produced keys")
 	}
-	jtRefuse(t, v, hsTok("h1"), "oct-only set", nil)
-	if e := jtFetches("jwks-oct-only", "error"); e < 1 {
+	mustRefuse(t, v, hsTok("h1"), "oct-only set", nil)
+	if e := jwksFetchCount("jwks-oct-only", "error"); e < 1 {
 		t.Fatalf("error metric %v", e)
 	}
 }
@@ -418,29 +360,29 @@ func TestJWKSOctKeyRefused(t *testing.T) {
 // the others down with it.
 func TestJWKSUnusableKeySkipped(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(
 		`{"kty":"XYZ","kid":"odd"}`,
 		`{"kty":"EC","crv":"P-256","kid":"broken","x":"AAAA","y":"AAAA"}`,
-		vtECJWK("wrongalg", k1, "RS256"),
-		vtECJWK("k1", k1, "ES256"),
+		ecJWK("wrongalg", k1, "RS256"),
+		ecJWK("k1", k1, "ES256"),
 	))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-skip", clock, srv.URL, nil)
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "usable key")
-	jtRefuse(t, v, jtToken(t, k1, "wrongalg", clock), "key whose alg does not fit", nil)
+	v := jwksURLValidator(t, "jwks-skip", clock, srv.URL, nil)
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "usable key")
+	mustRefuse(t, v, es256Token(t, k1, "wrongalg", clock), "key whose alg does not fit", nil)
 }
 
 func TestJWKSOversizedBody(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	k1 := newECKey(t, elliptic.P256())
+	good := jwkSet(ecJWK("k1", k1, "ES256"))
 	const limit = 4096
-	srv := newJTServer(t, 200, good)
+	srv := newJWKSServer(t, 200, good)
 	clock := newTestClock()
 	const name = "jwks-oversized"
-	v := jtValidator(t, name, clock, srv.URL, func(v *Validator) { v.JWKSURL.MaxBytes = limit })
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "small set")
+	v := jwksURLValidator(t, name, clock, srv.URL, func(v *Validator) { v.JWKSURL.MaxBytes = limit })
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "small set")
 
 	exact := good + strings.Repeat(" ", limit-len(good))
 	srv.set(200, exact)
@@ -452,14 +394,14 @@ func TestJWKSOversizedBody(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("oversized body: %v", err)
 	}
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "previous keys kept")
-	if ok, e := jtFetches(name, "ok"), jtFetches(name, "error"); ok != 2 || e != 1 {
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "previous keys kept")
+	if ok, e := jwksFetchCount(name, "ok"), jwksFetchCount(name, "error"); ok != 2 || e != 1 {
 		t.Fatalf("metrics ok=%v error=%v", ok, e)
 	}
 
 	// oversized at start-up: no keys
-	big := newJTServer(t, 200, good+strings.Repeat(" ", 1<<20))
-	v2 := jtValidator(t, "jwks-oversized-start", clock, big.URL, nil) // default 1 MiB
+	big := newJWKSServer(t, 200, good+strings.Repeat(" ", 1<<20))
+	v2 := jwksURLValidator(t, "jwks-oversized-start", clock, big.URL, nil) // default 1 MiB
 	if v2.remote.current() != nil {
 		t.Fatal("keys from an oversized body")
 	}
@@ -467,17 +409,17 @@ func TestJWKSOversizedBody(t *testing.T) {
 
 func TestJWKSRedirects(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	good := jtSet(vtECJWK("k1", k1, "ES256"))
+	k1 := newECKey(t, elliptic.P256())
+	good := jwkSet(ecJWK("k1", k1, "ES256"))
 	clock := newTestClock()
 
-	other := newJTServer(t, 200, good)
-	cross := newJTServer(t, 200, good)
+	other := newJWKSServer(t, 200, good)
+	cross := newJWKSServer(t, 200, good)
 	cross.location = other.URL + "/jwks"
-	v := jtValidator(t, "jwks-redirect-cross", clock, cross.URL, nil)
+	v := jwksURLValidator(t, "jwks-redirect-cross", clock, cross.URL, nil)
 	cross.expectHits(t, 1, "redirecting server")
 	other.expectHits(t, 0, "other host")
-	jtRefuse(t, v, jtToken(t, k1, "k1", clock), "keys behind a cross-host redirect", ErrTokenUnverifiable)
+	mustRefuse(t, v, es256Token(t, k1, "k1", clock), "keys behind a cross-host redirect", ErrTokenUnverifiable)
 	other.expectHits(t, 0, "other host after an unknown-kid refresh")
 
 	// a redirect within the same origin is followed
@@ -491,8 +433,8 @@ func TestJWKSRedirects(t *testing.T) {
 		_, _ = w.Write([]byte(good))
 	}))
 	t.Cleanup(same.Close)
-	v2 := jtValidator(t, "jwks-redirect-same", clock, same.URL+"/old", nil)
-	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "same-origin redirect")
+	v2 := jwksURLValidator(t, "jwks-redirect-same", clock, same.URL+"/old", nil)
+	mustAccept(t, v2, es256Token(t, k1, "k1", clock), "same-origin redirect")
 	if hits.Load() != 2 {
 		t.Fatalf("same-origin: %d requests", hits.Load())
 	}
@@ -502,48 +444,48 @@ func TestJWKSRedirects(t *testing.T) {
 // a JWKS fetch, even with a kid the set does not know.
 func TestCheapChecksBeforeFetch(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-cheap", clock, srv.URL, func(v *Validator) { v.Types = []string{"at+jwt"} })
+	v := jwksURLValidator(t, "jwks-cheap", clock, srv.URL, func(v *Validator) { v.Types = []string{"at+jwt"} })
 	srv.expectHits(t, 1, "after provision")
-	es := func(hdr string, pl vtObj) string { return vtSignRaw(t, jwt.SigningMethodES256, k1, hdr, pl.String()) }
+	es := func(hdr string, pl rawObject) string { return signRaw(t, jwt.SigningMethodES256, k1, hdr, pl.String()) }
 	const unk = `{"alg":"ES256","typ":"at+jwt","kid":"unknown"}`
-	b := vtBase()
+	b := rawPayload()
 	for _, tc := range []struct {
 		name string
 		tok  string
 	}{
-		{"expired", es(unk, b.set("exp", vtUnix(-time.Hour)))},
+		{"expired", es(unk, b.set("exp", unixAt(-time.Hour)))},
 		{"exp missing", es(unk, b.del("exp"))},
-		{"not yet valid", es(unk, b.add("nbf", vtUnix(time.Hour)))},
-		{"issued in the future", es(unk, b.set("iat", vtUnix(time.Hour)))},
+		{"not yet valid", es(unk, b.add("nbf", unixAt(time.Hour)))},
+		{"issued in the future", es(unk, b.set("iat", unixAt(time.Hour)))},
 		{"wrong iss", es(unk, b.set("iss", `"evil"`))},
 		{"wrong aud", es(unk, b.set("aud", `"evil"`))},
-		{"duplicate exp", es(unk, b.add("exp", vtUnix(time.Hour)))},
-		{"alg none", vtSeg(`{"alg":"none","typ":"at+jwt","kid":"unknown"}`) + "." + vtSeg(b.String()) + "."},
-		{"alg HS256", vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","typ":"at+jwt","kid":"unknown"}`, b.String())},
+		{"duplicate exp", es(unk, b.add("exp", unixAt(time.Hour)))},
+		{"alg none", b64url(`{"alg":"none","typ":"at+jwt","kid":"unknown"}`) + "." + b64url(b.String()) + "."},
+		{"alg HS256", signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","typ":"at+jwt","kid":"unknown"}`, b.String())},
 		{"wrong typ", es(`{"alg":"ES256","typ":"JWT","kid":"unknown"}`, b)},
 		{"crit", es(`{"alg":"ES256","typ":"at+jwt","kid":"unknown","crit":["x"]}`, b)},
 		{"4 segments", es(unk, b) + ".x"},
 		{"oversized", es(unk, b.add("pad", `"`+strings.Repeat("x", maxTokenSize)+`"`))},
-		{"payload not JSON", vtSeg(unk) + "." + vtSeg("nope") + ".AAAA"},
+		{"payload not JSON", b64url(unk) + "." + b64url("nope") + ".AAAA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			jtRefuse(t, v, tc.tok, tc.name, nil)
+			mustRefuse(t, v, tc.tok, tc.name, nil)
 		})
 	}
 	srv.expectHits(t, 1, "after the cheap failures")
 	// control: the same unknown kid on an otherwise valid token does fetch
-	jtRefuse(t, v, es(unk, b), "valid token, unknown kid", ErrTokenUnverifiable)
+	mustRefuse(t, v, es(unk, b), "valid token, unknown kid", ErrTokenUnverifiable)
 	srv.expectHits(t, 2, "after a valid token with an unknown kid")
 }
 
 // TestJWKSNotFetchedAtProvision: provisioning (all that `caddy validate`
 // does) fetches nothing and starts no refresh loop; the app's Start does.
 func TestJWKSNotFetchedAtProvision(t *testing.T) {
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
 	a := &App{Validators: map[string]*Validator{"jwks-provision-only": v}}
 	a.now = newTestClock().Now
@@ -567,8 +509,8 @@ func TestJWKSNotFetchedAtProvision(t *testing.T) {
 
 func TestJWKSUsagePool(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 	mk := func() *Validator {
 		return &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL}}
@@ -584,7 +526,7 @@ func TestJWKSUsagePool(t *testing.T) {
 	if n, ok := jwksPool.References(key); !ok || n != 2 {
 		t.Fatalf("references %d, %v", n, ok)
 	}
-	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "shared keys")
+	mustAccept(t, v2, es256Token(t, k1, "k1", clock), "shared keys")
 
 	// a different config gets its own set
 	a3 := provisionApp(t, clock.Now, map[string]*Validator{"jwks-pool": {Issuers: []string{"iss"}, Audiences: []string{"aud"},
@@ -602,7 +544,7 @@ func TestJWKSUsagePool(t *testing.T) {
 	if rk.ctx.Err() != nil {
 		t.Fatal("refresh loop stopped while still in use")
 	}
-	jtAccept(t, v2, jtToken(t, k1, "k1", clock), "after the old config is gone")
+	mustAccept(t, v2, es256Token(t, k1, "k1", clock), "after the old config is gone")
 
 	_ = a2.Cleanup()
 	if _, ok := jwksPool.References(key); ok {
@@ -622,7 +564,7 @@ func TestJWKSUsagePool(t *testing.T) {
 // URL, and skipped keys are warned about.
 func TestJWKSRefreshErrorsLogged(t *testing.T) {
 	t.Parallel()
-	srv := newJTServer(t, 500, "")
+	srv := newJWKSServer(t, 500, "")
 	core, logs := observer.New(zapcore.DebugLevel)
 	cfg := RemoteJWKS{URL: srv.URL}
 	cfg.setDefaults()
@@ -642,7 +584,7 @@ func TestJWKSRefreshErrorsLogged(t *testing.T) {
 	}
 
 	secret := base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("z", 32)))
-	srv.set(200, jtSet(`{"kty":"oct","kid":"h","k":"`+secret+`"}`, vtECJWK("e", jtKey(t), "ES256")))
+	srv.set(200, jwkSet(`{"kty":"oct","kid":"h","k":"`+secret+`"}`, ecJWK("e", newECKey(t, elliptic.P256()), "ES256")))
 	if err := rk.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -685,9 +627,9 @@ func TestJWKSRefreshErrorsLogged(t *testing.T) {
 	}
 }
 
-// jtWatchdog fails the test when ch yields nothing for a long while: it
+// watchdog fails the test when ch yields nothing for a long while: it
 // catches a hang, it does not time anything.
-func jtWatchdog[T any](t *testing.T, ch <-chan T, what string) T {
+func watchdog[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -699,20 +641,20 @@ func jtWatchdog[T any](t *testing.T, ch <-chan T, what string) T {
 	return zero
 }
 
-// jtRetryWait is one wait the refresh loop asked its timer for.
-type jtRetryWait struct {
+// retryWait is one wait the refresh loop asked its timer for.
+type retryWait struct {
 	d    time.Duration
 	fire chan time.Time
 }
 
-// jtFakeTimer returns a retry policy with the production schedule whose
+// fakeRetryTimer returns a retry policy with the production schedule whose
 // timer the test drives: every wait the loop asks for arrives on the
 // channel, and the loop sleeps until the test fires it.
-func jtFakeTimer() (*retryPolicy, chan jtRetryWait) {
-	waits := make(chan jtRetryWait, 16)
+func fakeRetryTimer() (*retryPolicy, chan retryWait) {
+	waits := make(chan retryWait, 16)
 	p := defaultRetry
 	p.after = func(d time.Duration) <-chan time.Time {
-		w := jtRetryWait{d: d, fire: make(chan time.Time, 1)}
+		w := retryWait{d: d, fire: make(chan time.Time, 1)}
 		waits <- w
 		return w.fire
 	}
@@ -727,25 +669,25 @@ func jtFakeTimer() (*retryPolicy, chan jtRetryWait) {
 // drives the loop's timer.
 func TestJWKSRetryAfterStartupOutage(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, http.StatusServiceUnavailable, "down")
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, http.StatusServiceUnavailable, "down")
 	clock := newTestClock()
-	retry, waits := jtFakeTimer()
-	v := jtValidator(t, "jwks-retry-outage", clock, srv.URL, func(v *Validator) { v.retry = retry })
-	tok := jtToken(t, k1, "k1", clock)
-	jtRefuse(t, v, tok, "during the outage", ErrTokenUnverifiable)
+	retry, waits := fakeRetryTimer()
+	v := jwksURLValidator(t, "jwks-retry-outage", clock, srv.URL, func(v *Validator) { v.retry = retry })
+	tok := es256Token(t, k1, "k1", clock)
+	mustRefuse(t, v, tok, "during the outage", ErrTokenUnverifiable)
 
 	const upAt = 10 * time.Second
 	var sim time.Duration // simulated time since start
 	want := time.Second
 	for up := false; !up; {
-		w := jtWatchdog(t, waits, "the loop's next retry")
+		w := watchdog(t, waits, "the loop's next retry")
 		if lo, hi := want*3/4, want*95/100; w.d < lo || w.d > hi {
 			t.Fatalf("retry at +%v waits %v, want %v..%v", sim, w.d, lo, hi)
 		}
 		want = min(2*want, time.Minute)
 		if sim+w.d >= upAt {
-			srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+			srv.set(200, jwkSet(ecJWK("k1", k1, "ES256")))
 			up = true
 		}
 		sim += w.d
@@ -753,15 +695,15 @@ func TestJWKSRetryAfterStartupOutage(t *testing.T) {
 	}
 	// the loop asks for its next wait once the fetch is stored: now the
 	// periodic one
-	if w := jtWatchdog(t, waits, "the wait after the recovery"); w.d != time.Duration(v.JWKSURL.RefreshInterval) {
+	if w := watchdog(t, waits, "the wait after the recovery"); w.d != time.Duration(v.JWKSURL.RefreshInterval) {
 		t.Fatalf("after recovery the loop waits %v, want refresh_interval", w.d)
 	}
 	if late := sim - upAt; late > 5*time.Second {
 		t.Fatalf("keys fetched %v after the endpoint came back", late)
 	}
 	hits := srv.hits.Load()
-	jtAccept(t, v, tok, "the token refused during the outage, after the recovery")
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "a fresh token")
+	mustAccept(t, v, tok, "the token refused during the outage, after the recovery")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "a fresh token")
 	srv.expectHits(t, hits, "serving after the recovery")
 }
 
@@ -769,18 +711,18 @@ func TestJWKSRetryAfterStartupOutage(t *testing.T) {
 // itself, backing off up to its maximum, and stops retrying once it has keys.
 func TestJWKSRetryRealTimer(t *testing.T) {
 	t.Parallel()
-	k1 := jtKey(t)
-	srv := newJTServer(t, http.StatusBadGateway, "")
+	k1 := newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, http.StatusBadGateway, "")
 	clock := newTestClock()
 	waits := make(chan time.Duration, 64)
 	retry := &retryPolicy{min: 4 * time.Millisecond, max: 16 * time.Millisecond, after: func(d time.Duration) <-chan time.Time {
 		waits <- d
 		return time.After(d)
 	}}
-	v := jtValidator(t, "jwks-retry-real", clock, srv.URL, func(v *Validator) { v.retry = retry })
+	v := jwksURLValidator(t, "jwks-retry-real", clock, srv.URL, func(v *Validator) { v.retry = retry })
 	var got []time.Duration
 	for len(got) < 5 {
-		got = append(got, jtWatchdog(t, waits, "a retry"))
+		got = append(got, watchdog(t, waits, "a retry"))
 	}
 	for i, d := range got {
 		base := min(4*time.Millisecond<<i, 16*time.Millisecond)
@@ -788,27 +730,27 @@ func TestJWKSRetryRealTimer(t *testing.T) {
 			t.Fatalf("retry %d waits %v, want about %v (all: %v)", i, d, base, got)
 		}
 	}
-	srv.set(200, jtSet(vtECJWK("k1", k1, "ES256")))
+	srv.set(200, jwkSet(ecJWK("k1", k1, "ES256")))
 	for d := time.Duration(0); d != time.Duration(v.JWKSURL.RefreshInterval); {
-		d = jtWatchdog(t, waits, "the periodic wait after the recovery")
+		d = watchdog(t, waits, "the periodic wait after the recovery")
 	}
 	hits := srv.hits.Load()
-	jtAccept(t, v, jtToken(t, k1, "k1", clock), "after the recovery")
+	mustAccept(t, v, es256Token(t, k1, "k1", clock), "after the recovery")
 	srv.expectHits(t, hits, "no fetch for a known kid")
 }
 
-// jtHangServer serves a JWK Set until hang is set; then it answers nothing
+// hangingJWKSServer serves a JWK Set until hang is set; then it answers nothing
 // until the test ends, signalling each request that reaches it.
-type jtHangServer struct {
-	*jtServer
+type hangingJWKSServer struct {
+	*jwksServer
 	hang    atomic.Bool
 	entered chan struct{}
 }
 
-func newJTHangServer(t *testing.T, body string) *jtHangServer {
-	hs := &jtHangServer{entered: make(chan struct{}, 64)}
+func newHangingJWKSServer(t *testing.T, body string) *hangingJWKSServer {
+	hs := &hangingJWKSServer{entered: make(chan struct{}, 64)}
 	release := make(chan struct{})
-	hs.jtServer = &jtServer{status: 200, body: body}
+	hs.jwksServer = &jwksServer{status: 200, body: body}
 	hs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hs.hits.Add(1)
 		if hs.hang.Load() {
@@ -839,48 +781,48 @@ func TestJWKSUnknownKIDWait(t *testing.T) {
 	if d.UnknownKIDWait != caddy.Duration(2*time.Second) {
 		t.Fatalf("default unknown_kid_wait %v", time.Duration(d.UnknownKIDWait))
 	}
-	k1 := jtKey(t)
-	srv := newJTHangServer(t, jtSet(vtECJWK("k1", k1, "ES256")))
+	k1 := newECKey(t, elliptic.P256())
+	srv := newHangingJWKSServer(t, jwkSet(ecJWK("k1", k1, "ES256")))
 	clock := newTestClock()
 
 	t.Run("bounded by unknown_kid_wait", func(t *testing.T) {
-		v := jtValidator(t, "jwks-kid-wait", clock, srv.URL, func(v *Validator) {
+		v := jwksURLValidator(t, "jwks-kid-wait", clock, srv.URL, func(v *Validator) {
 			v.JWKSURL.Timeout = caddy.Duration(time.Hour)
 			v.JWKSURL.UnknownKIDWait = caddy.Duration(20 * time.Millisecond)
 		})
-		jtAccept(t, v, jtToken(t, k1, "k1", clock), "before the hang")
+		mustAccept(t, v, es256Token(t, k1, "k1", clock), "before the hang")
 		srv.hang.Store(true)
 		defer srv.hang.Store(false)
 		done := make(chan error, 1)
 		go func() {
-			_, err := v.verify(jtToken(t, k1, "k2", clock))
+			_, err := v.verify(es256Token(t, k1, "k2", clock))
 			done <- err
 		}()
-		jtWatchdog(t, srv.entered, "the refresh to reach the endpoint")
-		err := jtWatchdog(t, done, "the request, with the fetch still hanging (timeout 1h)")
+		watchdog(t, srv.entered, "the refresh to reach the endpoint")
+		err := watchdog(t, done, "the request, with the fetch still hanging (timeout 1h)")
 		if !errors.Is(err, ErrTokenUnverifiable) || reject(err).status != http.StatusUnauthorized {
 			t.Fatalf("unknown kid during the hang: %v", err)
 		}
-		jtAccept(t, v, jtToken(t, k1, "k1", clock), "a known kid during the hang")
+		mustAccept(t, v, es256Token(t, k1, "k1", clock), "a known kid during the hang")
 	})
 
 	t.Run("client gone", func(t *testing.T) {
 		v := &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, JWKSURL: &RemoteJWKS{URL: srv.URL,
 			Timeout: caddy.Duration(time.Hour), UnknownKIDWait: caddy.Duration(time.Hour)}}
-		h, _ := htHandler(t, clock, "jwks-kid-gone", v, &Handler{})
-		htPass(t, htServe(t, h, htBearer(jtToken(t, k1, "k1", clock)), nil))
+		h, _ := newHandler(t, clock, "jwks-kid-gone", v, &Handler{})
+		requirePassed(t, serve(t, h, bearerRequest(es256Token(t, k1, "k1", clock)), nil))
 		srv.hang.Store(true)
 		defer srv.hang.Store(false)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		done := make(chan htResult, 1)
+		done := make(chan serveResult, 1)
 		go func() {
-			done <- htServe(t, h, htBearer(jtToken(t, k1, "k2", clock)).WithContext(ctx), nil)
+			done <- serve(t, h, bearerRequest(es256Token(t, k1, "k2", clock)).WithContext(ctx), nil)
 		}()
-		jtWatchdog(t, srv.entered, "the refresh to reach the endpoint")
+		watchdog(t, srv.entered, "the refresh to reach the endpoint")
 		cancel()
-		res := jtWatchdog(t, done, "the request after its client went away (unknown_kid_wait 1h)")
-		htRequire(t, res, http.StatusUnauthorized, "invalid")
+		res := watchdog(t, done, "the request after its client went away (unknown_kid_wait 1h)")
+		requireRefused(t, res, http.StatusUnauthorized, "invalid")
 	})
 }
 
@@ -890,12 +832,12 @@ func TestJWKSUnknownKIDWait(t *testing.T) {
 func TestJWKSKIDRequired(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
-	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("k1", k1, "ES256"), vtECJWK("k2", k2, "ES256")))
+	k1, k2 := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("k1", k1, "ES256"), ecJWK("k2", k2, "ES256")))
 	clock := newTestClock()
-	v := jtValidator(t, "jwks-kid-required", clock, srv.URL, nil)
+	v := jwksURLValidator(t, "jwks-kid-required", clock, srv.URL, nil)
 	for _, k := range []*ecdsa.PrivateKey{k1, k2} {
-		_, err := v.verify(jtToken(t, k, "", clock))
+		_, err := v.verify(es256Token(t, k, "", clock))
 		if !errors.Is(err, ErrTokenUnverifiable) || !strings.Contains(err.Error(), "kid required") {
 			t.Fatalf("kid-less token: %v", err)
 		}
@@ -903,28 +845,20 @@ func TestJWKSKIDRequired(t *testing.T) {
 			t.Fatalf("reject: %+v", ae)
 		}
 	}
-	jtAccept(t, v, jtToken(t, k2, "k2", clock), "with its kid")
+	mustAccept(t, v, es256Token(t, k2, "k2", clock), "with its kid")
 	srv.expectHits(t, 1, "no refresh for a kid-less token")
 
-	srv2 := newJTServer(t, 200, jtSet(vtECJWK("e", k1, "ES256"), vtECJWK("p384", ecKeyP384(t), "ES384")))
-	v2 := jtValidator(t, "jwks-kid-one-per-alg", clock, srv2.URL, nil)
-	jtAccept(t, v2, jtToken(t, k1, "", clock), "kid-less token, one ES256 key")
-}
-
-func ecKeyP384(t *testing.T) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	srv2 := newJWKSServer(t, 200, jwkSet(ecJWK("e", k1, "ES256"), ecJWK("p384", newECKey(t, elliptic.P384()), "ES384")))
+	v2 := jwksURLValidator(t, "jwks-kid-one-per-alg", clock, srv2.URL, nil)
+	mustAccept(t, v2, es256Token(t, k1, "", clock), "kid-less token, one ES256 key")
 }
 
 // Two keys under one kid are warned about, naming the kid, at every
 // refresh that sees them.
 func TestJWKSDuplicateKIDWarned(t *testing.T) {
 	t.Parallel()
-	k1, k2 := jtKey(t), jtKey(t)
-	srv := newJTServer(t, 200, jtSet(vtECJWK("dup", k1, "ES256"), vtECJWK("ok", k1, "ES256"), vtECJWK("dup", k2, "ES256"), vtECJWK("dup", k2, "ES256")))
+	k1, k2 := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P256())
+	srv := newJWKSServer(t, 200, jwkSet(ecJWK("dup", k1, "ES256"), ecJWK("ok", k1, "ES256"), ecJWK("dup", k2, "ES256"), ecJWK("dup", k2, "ES256")))
 	core, logs := observer.New(zapcore.WarnLevel)
 	cfg := RemoteJWKS{URL: srv.URL}
 	cfg.setDefaults()
@@ -943,7 +877,7 @@ func TestJWKSDuplicateKIDWarned(t *testing.T) {
 			t.Fatalf("fields %v", f)
 		}
 	}
-	srv.set(200, jtSet(vtECJWK("a", k1, "ES256"), vtECJWK("b", k2, "ES256")))
+	srv.set(200, jwkSet(ecJWK("a", k1, "ES256"), ecJWK("b", k2, "ES256")))
 	if err := rk.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

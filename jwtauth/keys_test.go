@@ -1,65 +1,20 @@
 package jwtauth
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-var (
-	ktOnce           sync.Once
-	ktEC384, ktEC521 *ecdsa.PrivateKey
-	ktEC224          *ecdsa.PrivateKey
-	ktRSA1024        *rsa.PrivateKey
-	ktKeysErr        error
-)
-
-// ktKeys generates the extra keys the key tests need, once.
-func ktKeys(t testing.TB) {
-	t.Helper()
-	testKeys(t)
-	ktOnce.Do(func() {
-		if ktEC384, ktKeysErr = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); ktKeysErr != nil {
-			return
-		}
-		if ktEC521, ktKeysErr = ecdsa.GenerateKey(elliptic.P521(), rand.Reader); ktKeysErr != nil {
-			return
-		}
-		if ktEC224, ktKeysErr = ecdsa.GenerateKey(elliptic.P224(), rand.Reader); ktKeysErr != nil {
-			return
-		}
-		ktRSA1024, ktKeysErr = rsa.GenerateKey(rand.Reader, 1024)
-	})
-	if ktKeysErr != nil {
-		t.Fatal(ktKeysErr)
-	}
-}
-
-// ktWrite writes a PEM block to a temporary file.
-func ktWrite(t testing.TB, typ string, der []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "key.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func ktCert(t testing.TB, priv *rsa.PrivateKey) []byte {
+func selfSignedCert(t testing.TB, priv *rsa.PrivateKey) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "issuer"},
 		NotBefore: testNow.Add(-time.Hour), NotAfter: testNow.Add(24 * time.Hour)}
@@ -72,9 +27,9 @@ func ktCert(t testing.TB, priv *rsa.PrivateKey) []byte {
 
 func TestPublicKeyFiles(t *testing.T) {
 	t.Parallel()
-	ktKeys(t)
+	extraKeys(t)
 	pkcs1 := x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)
-	pl := vtBase().String()
+	pl := rawPayload().String()
 	cases := []struct {
 		name    string
 		path    string
@@ -85,12 +40,12 @@ func TestPublicKeyFiles(t *testing.T) {
 	}{
 		{"RSA PKIX RS256", writePEM(t, rsaKey.Public()), nil, "RS256 RS384 RS512 PS256 PS384 PS512", jwt.SigningMethodRS256, rsaKey},
 		{"RSA PKIX PS512", writePEM(t, rsaKey.Public()), nil, "", jwt.SigningMethodPS512, rsaKey},
-		{"RSA PKCS1", ktWrite(t, "RSA PUBLIC KEY", pkcs1), nil, "RS256 RS384 RS512 PS256 PS384 PS512", jwt.SigningMethodRS384, rsaKey},
-		{"RSA certificate", ktWrite(t, "CERTIFICATE", ktCert(t, rsaKey)), nil, "", jwt.SigningMethodRS512, rsaKey},
+		{"RSA PKCS1", writePEMBlock(t, "RSA PUBLIC KEY", pkcs1), nil, "RS256 RS384 RS512 PS256 PS384 PS512", jwt.SigningMethodRS384, rsaKey},
+		{"RSA certificate", writePEMBlock(t, "CERTIFICATE", selfSignedCert(t, rsaKey)), nil, "", jwt.SigningMethodRS512, rsaKey},
 		{"RSA restricted to PS256", writePEM(t, rsaKey.Public()), []string{"PS256"}, "", jwt.SigningMethodPS256, rsaKey},
 		{"EC P-256", writePEM(t, ecKey.Public()), nil, "ES256", jwt.SigningMethodES256, ecKey},
-		{"EC P-384", writePEM(t, ktEC384.Public()), nil, "ES384", jwt.SigningMethodES384, ktEC384},
-		{"EC P-521", writePEM(t, ktEC521.Public()), nil, "ES512", jwt.SigningMethodES512, ktEC521},
+		{"EC P-384", writePEM(t, ecP384Key.Public()), nil, "ES384", jwt.SigningMethodES384, ecP384Key},
+		{"EC P-521", writePEM(t, ecP521Key.Public()), nil, "ES512", jwt.SigningMethodES512, ecP521Key},
 		{"Ed25519", writePEM(t, edKey.Public()), nil, "EdDSA", jwt.SigningMethodEdDSA, edKey},
 	}
 	for _, tc := range cases {
@@ -104,12 +59,12 @@ func TestPublicKeyFiles(t *testing.T) {
 					t.Fatalf("derived algorithms %q, want %q", got, tc.derived)
 				}
 			}
-			tok := vtSignRaw(t, tc.m, tc.priv, `{"alg":"`+tc.m.Alg()+`"}`, pl)
+			tok := signRaw(t, tc.m, tc.priv, `{"alg":"`+tc.m.Alg()+`"}`, pl)
 			if _, err := v.verify(tok); err != nil {
 				t.Fatalf("own token refused: %v", err)
 			}
 			// a token for another algorithm of another family is refused
-			other := vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl)
+			other := signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl)
 			if _, err := v.verify(other); err == nil {
 				t.Fatal("HS256 token accepted by a public-key validator")
 			}
@@ -119,9 +74,9 @@ func TestPublicKeyFiles(t *testing.T) {
 	// ES256 against a P-384 key: the curve fixes the algorithm
 	v := provisionValidator(t, newTestClock().Now, &Validator{
 		Issuers: []string{"iss"}, Audiences: []string{"aud"},
-		PublicKeyFiles: []PublicKeyFile{{Path: writePEM(t, ktEC384.Public())}},
+		PublicKeyFiles: []PublicKeyFile{{Path: writePEM(t, ecP384Key.Public())}},
 	})
-	tok := vtSignRaw(t, jwt.SigningMethodES256, ecKey, `{"alg":"ES256"}`, pl)
+	tok := signRaw(t, jwt.SigningMethodES256, ecKey, `{"alg":"ES256"}`, pl)
 	if _, err := v.verify(tok); err == nil {
 		t.Fatal("ES256 accepted by a P-384 validator")
 	}

@@ -26,7 +26,7 @@ import (
 
 // observeAll routes the issuer's and its state's logs into one observer,
 // from Debug up.
-func (e *itEnv) observeAll() *observer.ObservedLogs {
+func (e *issuerEnv) observeAll() *observer.ObservedLogs {
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.is.logger = zap.New(core).With(zap.String("issuer", "test"))
 	e.is.audit = e.is.logger
@@ -55,23 +55,23 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 // with revoke_access_tokens; unchanged users keep theirs; new users can log
 // in; one Info line per affected login gives the number of sessions ended.
 func TestUsersReloadApplies(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
+	e := newIssuerEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
 	logs := e.observeAll()
 	aliceAT, aliceRT := e.login("alice", "alice-password")
 	bobAT, bobRT := e.login("bob", "bob-password")
 	_, bobRT2 := e.login("bob", "bob-password")
 
 	// an unchanged file (rewritten, same content) changes nothing
-	itWriteUsers(t, e.users, itDefaultUsers...)
+	writeUsers(t, e.users, defaultUsers...)
 	e.is.checkUsers()
 	if n := len(entries(logs, "users_file reloaded")); n != 0 {
 		t.Fatalf("an identical users file was applied %d times", n)
 	}
 
-	itWriteUsers(t, e.users,
-		itDefaultUsers[0],
-		itUser{login: "bob", password: "bob-new-password", userID: "8"},
-		itUser{login: "carol", password: "carol-password", userID: "9"},
+	writeUsers(t, e.users,
+		defaultUsers[0],
+		plainUser{login: "bob", password: "bob-new-password", userID: "8"},
+		plainUser{login: "carol", password: "carol-password", userID: "9"},
 	)
 	e.is.checkUsers()
 	e.refresh(bobRT).expect(t, 401, "invalid_grant")
@@ -88,7 +88,7 @@ func TestUsersReloadApplies(t *testing.T) {
 	}
 	e.login("carol", "carol-password")
 	e.login("bob", "bob-new-password")
-	e.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 401, "invalid_grant")
+	e.do(issuerReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 401, "invalid_grant")
 
 	ended := entries(logs, auditUserChanged)
 	if len(ended) != 1 || ended[0].Level != zapcore.InfoLevel || fields(ended[0])["login"] != "bob" || fields(ended[0])["sessions"] != int64(2) {
@@ -99,7 +99,7 @@ func TestUsersReloadApplies(t *testing.T) {
 	}
 
 	// removing alice ends her session too
-	itWriteUsers(t, e.users, itUser{login: "bob", password: "bob-new-password", userID: "8"})
+	writeUsers(t, e.users, plainUser{login: "bob", password: "bob-new-password", userID: "8"})
 	e.is.checkUsers()
 	e.refresh(aliceRT).expect(t, 401, "invalid_grant")
 	ended = entries(logs, auditUserChanged)
@@ -116,7 +116,7 @@ func TestUsersReloadApplies(t *testing.T) {
 // nothing of them is applied, an Error is logged once per content, and the
 // previous users stay in force until a good file comes.
 func TestUsersReloadRefusesBadFile(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	logs := e.observeAll()
 	_, aliceRT := e.login("alice", "alice-password")
 	before := e.is.usersTab()
@@ -125,9 +125,9 @@ func TestUsersReloadRefusesBadFile(t *testing.T) {
 		"not json": `{"users": [`,
 		// alice removed, bob changed, but one entry is invalid: the
 		// file is refused whole
-		"one bad user": `{"users": [{"login": "bob", "password_hash": "` + itHash(t, "x") + `", "user_id": 8},
+		"one bad user": `{"users": [{"login": "bob", "password_hash": "` + cheapHash(t, "x") + `", "user_id": 8},
 			{"login": "eve", "password_hash": "plain", "user_id": 9}]}`,
-		"reserved claim": `{"users": [{"login": "bob", "password_hash": "` + itHash(t, "x") + `", "user_id": 8, "claims": {"Sub": "x"}}]}`,
+		"reserved claim": `{"users": [{"login": "bob", "password_hash": "` + cheapHash(t, "x") + `", "user_id": 8, "claims": {"Sub": "x"}}]}`,
 	}
 	for name, content := range bad {
 		if err := os.WriteFile(e.users, []byte(content), 0o600); err != nil {
@@ -155,7 +155,7 @@ func TestUsersReloadRefusesBadFile(t *testing.T) {
 		t.Fatalf("%d unreadable-file lines", n)
 	}
 	// then a good file applies
-	itWriteUsers(t, e.users, itDefaultUsers[1])
+	writeUsers(t, e.users, defaultUsers[1])
 	e.is.checkUsers()
 	e.refresh(aliceRT).expect(t, 401, "invalid_grant")
 }
@@ -164,7 +164,7 @@ func TestUsersReloadRefusesBadFile(t *testing.T) {
 // size and restores its mtime: the content hash still sees the change while
 // the file is recent (within racyWindow of its last read).
 func TestUsersReloadSameSizeAndMtime(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	_, rt := e.login("bob", "bob-password")
 	fi, err := os.Stat(e.users)
 	if err != nil {
@@ -190,7 +190,7 @@ func TestUsersReloadSameSizeAndMtime(t *testing.T) {
 // tick, and is gone after Stop; with the interval off, Start starts none.
 func TestUsersWatcherLifecycle(t *testing.T) {
 	pa := &App{Issuers: map[string]*Issuer{"test": {UsersFile: filepath.Join(t.TempDir(), "users.json"), StoreDir: t.TempDir()}}}
-	itWriteUsers(t, pa.Issuers["test"].UsersFile, itDefaultUsers...)
+	writeUsers(t, pa.Issuers["test"].UsersFile, defaultUsers...)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := pa.Provision(ctx); err != nil {
@@ -202,7 +202,7 @@ func TestUsersWatcherLifecycle(t *testing.T) {
 	_ = pa.Cleanup()
 
 	// the test env starts its app; restart its watcher on a driven tick
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	if err := e.app.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestUsersWatcherLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, rt := e.login("bob", "bob-password")
-	itWriteUsers(t, e.users, itDefaultUsers[0], itUser{login: "bob", password: "bob-password", userID: "8", disabled: true})
+	writeUsers(t, e.users, defaultUsers[0], plainUser{login: "bob", password: "bob-password", userID: "8", disabled: true})
 	tick <- testNow
 	tick <- testNow // received only once the first check is done
 	e.refresh(rt).expect(t, 401, "invalid_grant")
@@ -233,7 +233,7 @@ func TestUsersWatcherLifecycle(t *testing.T) {
 	}
 
 	off := caddy.Duration(0)
-	e2 := newItEnv(t, func(is *Issuer) { is.UsersReloadInterval = &off })
+	e2 := newIssuerEnv(t, func(is *Issuer) { is.UsersReloadInterval = &off })
 	if err := e2.app.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestUsersReloadIntervalCaddyfile(t *testing.T) {
 		}
 	}
 	neg := caddy.Duration(-time.Second)
-	if err := itProvisionErr(t, &Issuer{UsersFile: "x", UsersReloadInterval: &neg}); err == nil || !strings.Contains(err.Error(), "users_reload_interval") {
+	if err := provisionErr(t, &App{Issuers: map[string]*Issuer{"test": {UsersFile: "x", UsersReloadInterval: &neg}}}); err == nil || !strings.Contains(err.Error(), "users_reload_interval") {
 		t.Fatalf("negative interval: %v", err)
 	}
 }
@@ -282,7 +282,7 @@ func TestUsersReloadIntervalCaddyfile(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // adminDo calls the admin API module for the env's app.
-func (e *itEnv) adminDo(method, target string) (*httptest.ResponseRecorder, error) {
+func (e *issuerEnv) adminDo(method, target string) (*httptest.ResponseRecorder, error) {
 	a := &adminAPI{app: func() (*App, error) { return e.app, nil }}
 	if err := a.Provision(caddy.Context{}); err != nil {
 		e.t.Fatal(err)
@@ -309,7 +309,7 @@ func apiStatus(t *testing.T, err error, want int) {
 // act as /revoke/token does, access tokens included with
 // revoke_access_tokens; unknown issuers and sids are 404.
 func TestAdminAPISessions(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
+	e := newIssuerEnv(t, func(is *Issuer) { is.RevokeAccessTokens = true })
 	logs := e.observeAll()
 	a1, r1 := e.login("alice", "alice-password")
 	r1 = e.mustRotate(r1, a1)
@@ -432,16 +432,16 @@ func TestAdminAPISessions(t *testing.T) {
 // message, fields; and that no password, token or hash appears anywhere in
 // the log.
 func TestAuditLog(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2, Per: caddy.Duration(time.Minute)} })
-	itWriteUsers(t, e.users, append(append([]itUser(nil), itDefaultUsers...),
-		itUser{login: "dave", password: "dave-password", userID: "10", disabled: true})...)
+	e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2, Per: caddy.Duration(time.Minute)} })
+	writeUsers(t, e.users, append(append([]plainUser(nil), defaultUsers...),
+		plainUser{login: "dave", password: "dave-password", userID: "10", disabled: true})...)
 	e.load(func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 2, Per: caddy.Duration(time.Minute)} })
 	logs := e.observeAll()
 
 	a1, r1 := e.login("alice", "alice-password")
 	sid1 := e.sidOf(a1)
-	authn := func(login, password, ip string) itRes {
-		return e.do(itReq{path: "/authenticate", ip: ip, body: `{"login":` + jsonQuote(login) + `,"password":` + jsonQuote(password) + `}`})
+	authn := func(login, password, ip string) issuerRes {
+		return e.do(issuerReq{path: "/authenticate", ip: ip, body: `{"login":` + jsonQuote(login) + `,"password":` + jsonQuote(password) + `}`})
 	}
 	authn("bob", "wrong-password-1", "198.51.100.7").expect(t, 401, "invalid_grant")
 	authn("dave", "dave-password", "198.51.100.8").expect(t, 401, "invalid_grant")
@@ -454,7 +454,7 @@ func TestAuditLog(t *testing.T) {
 	_ = e.mustRotate(r1b, a1)
 	e.refresh(r1).expect(t, 401, "invalid_grant") // reuse: family ended
 	_, r2 := e.login("alice", "alice-password")
-	e.do(itReq{path: "/revoke/token", body: `{}`, header: map[string]string{"refreshToken": r2}}).expect(t, 200, "")
+	e.do(issuerReq{path: "/revoke/token", body: `{}`, header: map[string]string{"refreshToken": r2}}).expect(t, 200, "")
 	a3, _ := e.login("alice", "alice-password")
 	sid3 := e.sidOf(a3)
 	if _, err := e.adminDo(http.MethodDelete, "/jwtauth/issuers/test/sessions/"+sid3); err != nil {
@@ -462,7 +462,7 @@ func TestAuditLog(t *testing.T) {
 	}
 	e.clock.Add(2 * time.Minute) // bob's failures are forgotten
 	_, r4 := e.login("bob", "bob-password")
-	itWriteUsers(t, e.users, itDefaultUsers[0])
+	writeUsers(t, e.users, defaultUsers[0])
 	e.is.checkUsers()
 
 	check := func(msg string, level zapcore.Level, want ...map[string]any) {
@@ -509,7 +509,7 @@ func TestAuditLog(t *testing.T) {
 	}
 
 	secrets := []string{"alice-password", "wrong-password-1", "wrong-password-2", "dave-password", "ghost-password", "bob-password",
-		r1, r1b, r2, r4, a1, a3, itHash(t, "alice-password"), itHash(t, "bob-password")}
+		r1, r1b, r2, r4, a1, a3, cheapHash(t, "alice-password"), cheapHash(t, "bob-password")}
 	for _, rt := range []string{r1, r1b, r2, r4} {
 		h := sessions.HashToken(rt)
 		secrets = append(secrets, hex.EncodeToString(h[:]))
@@ -528,7 +528,7 @@ func TestAuditLog(t *testing.T) {
 // moved by exactly what the flow did, the sessions gauge, and that the
 // issuer's own verifier exports no request series.
 func TestIssuerMetricsCount(t *testing.T) {
-	e := newItEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1, Per: caddy.Duration(time.Minute)} })
+	e := newIssuerEnv(t, func(is *Issuer) { is.LoginLimit = &LoginLimit{Max: 1, Per: caddy.Duration(time.Minute)} })
 	type key struct{ vec, label string }
 	vecs := map[string]*prometheus.CounterVec{"logins": loginsTotal, "refreshes": refreshesTotal, "rotations": rotationsTotal, "revocations": revocationsTotal}
 	want := map[key]float64{
@@ -543,8 +543,8 @@ func TestIssuerMetricsCount(t *testing.T) {
 	}
 
 	a1, r1 := e.login("alice", "alice-password")
-	e.do(itReq{path: "/authenticate", ip: "198.51.100.1", body: `{"login":"bob","password":"nope"}`}).expect(t, 401, "invalid_grant")
-	e.do(itReq{path: "/authenticate", ip: "198.51.100.1", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 429, "too_many_requests")
+	e.do(issuerReq{path: "/authenticate", ip: "198.51.100.1", body: `{"login":"bob","password":"nope"}`}).expect(t, 401, "invalid_grant")
+	e.do(issuerReq{path: "/authenticate", ip: "198.51.100.1", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 429, "too_many_requests")
 	e.refresh(r1).expect(t, 200, "")
 	e.refresh("bogus").expect(t, 401, "invalid_grant")
 	r1b := e.mustRotate(r1, a1)
@@ -552,7 +552,7 @@ func TestIssuerMetricsCount(t *testing.T) {
 	e.rotate(r1b, "not-a-token").expect(t, 401, "invalid_token")
 	e.refresh(r1).expect(t, 401, "invalid_grant") // reuse
 	_, r2 := e.login("alice", "alice-password")
-	e.do(itReq{path: "/revoke/token", body: `{}`, header: map[string]string{"refreshToken": r2}}).expect(t, 200, "")
+	e.do(issuerReq{path: "/revoke/token", body: `{}`, header: map[string]string{"refreshToken": r2}}).expect(t, 200, "")
 	e.clock.Add(2 * time.Minute) // bob's failure is forgotten
 	a3, _ := e.login("bob", "bob-password")
 	if _, err := e.adminDo(http.MethodDelete, "/jwtauth/issuers/test/sessions/"+e.sidOf(a3)); err != nil {
@@ -605,7 +605,7 @@ func TestIssuerMetricsCount(t *testing.T) {
 // is off.
 func TestVerifyDurationObserved(t *testing.T) {
 	clock := newTestClock()
-	h, _ := htHandler(t, clock, "timed-test", hsValidator(), &Handler{})
+	h, _ := newHandler(t, clock, "timed-test", hsValidator(), &Handler{})
 	v := h.validators[0]
 	count := func() uint64 {
 		var m dto.Metric
@@ -614,14 +614,14 @@ func TestVerifyDurationObserved(t *testing.T) {
 		}
 		return m.GetHistogram().GetSampleCount()
 	}
-	tok := hs256(t, htClaims("alice", nil))
-	htPass(t, htServe(t, h, htBearer(tok), nil))
+	tok := hs256(t, userClaims("alice", nil))
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil))
 	if count() != 0 {
 		t.Fatal("observed with timing off")
 	}
 	v.timed.Store(true)
-	htPass(t, htServe(t, h, htBearer(tok), nil)) // a cache hit
-	htServe(t, h, htBearer("x.y"), nil)
+	requirePassed(t, serve(t, h, bearerRequest(tok), nil)) // a cache hit
+	serve(t, h, bearerRequest("x.y"), nil)
 	if got := count(); got != 2 {
 		t.Fatalf("%d observations, want 2", got)
 	}
@@ -631,16 +631,16 @@ func TestVerifyDurationObserved(t *testing.T) {
 // is counted in store_errors_total by operation, and as unavailable or
 // error in the operation's own counter.
 func TestStoreErrorMetrics(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	access, rt := e.login("alice", "alice-password")
 	c := func(op string) float64 { return counterValue(t, storeErrors.WithLabelValues("test", op)) }
 	createBefore, rotateBefore, revokeBefore := c("create"), c("rotate"), c("revoke")
 	loginErr := counterValue(t, loginsTotal.WithLabelValues("test", resultError))
 	rotUnavail := counterValue(t, rotationsTotal.WithLabelValues("test", resultUnavailable))
 	e.failStore().fail.Store(true)
-	e.do(itReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 503, "temporarily_unavailable")
+	e.do(issuerReq{path: "/authenticate", body: `{"login":"bob","password":"bob-password"}`}).expect(t, 503, "temporarily_unavailable")
 	e.rotate(rt, access).expect(t, 503, "temporarily_unavailable")
-	e.do(itReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
+	e.do(issuerReq{path: "/revoke/token", body: "{}", header: map[string]string{"refreshToken": rt}}).expect(t, 503, "temporarily_unavailable")
 	for op, before := range map[string]float64{"create": createBefore, "rotate": rotateBefore, "revoke": revokeBefore} {
 		if got := c(op) - before; got != 1 {
 			t.Errorf("store_errors_total{op=%q}: +%v, want +1", op, got)
@@ -657,7 +657,7 @@ func TestStoreErrorMetrics(t *testing.T) {
 // TestUsersReloadConcurrent swaps the users table while logins and
 // refreshes run, for the race detector: requests read one whole table.
 func TestUsersReloadConcurrent(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	_, rt := e.login("alice", "alice-password")
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -678,8 +678,8 @@ func TestUsersReloadConcurrent(t *testing.T) {
 		}
 	}()
 	for i := range 10 {
-		users := []itUser{itDefaultUsers[0], {login: "bob", password: "bob-password", userID: strconv.Itoa(100 + i)}}
-		itWriteUsers(t, e.users, users...)
+		users := []plainUser{defaultUsers[0], {login: "bob", password: "bob-password", userID: strconv.Itoa(100 + i)}}
+		writeUsers(t, e.users, users...)
 		e.is.checkUsers()
 	}
 	close(stop)
@@ -693,7 +693,7 @@ func TestUsersReloadConcurrent(t *testing.T) {
 // TestBoundRevocationRecorded logs a user in beyond the per-login bound:
 // the oldest session's end is counted and logged with reason bound.
 func TestBoundRevocationRecorded(t *testing.T) {
-	e := newItEnv(t, nil)
+	e := newIssuerEnv(t, nil)
 	logs := e.observeAll()
 	before := counterValue(t, revocationsTotal.WithLabelValues("test", string(sessions.ReasonBound)))
 	a0, _ := e.login("bob", "bob-password")

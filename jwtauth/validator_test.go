@@ -15,7 +15,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,99 +25,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// ---- helpers for hand-crafted tokens (prefixed vt to stay out of other
-// test files' way) ----
-
-// vtObj is an ordered JSON object of raw members, so tests can build payloads
-// that encoding/json would never produce: duplicate keys, escaped keys,
-// case variants.
-type vtObj [][2]string
-
-// vtBase is a valid payload at testNow.
-func vtBase() vtObj {
-	return vtObj{
-		{"iss", `"iss"`}, {"aud", `"aud"`}, {"sub", `"alice"`},
-		{"exp", vtUnix(time.Hour)}, {"iat", vtUnix(-time.Minute)},
-	}
+// hs256Raw signs payload with the test secret under the standard HS256 header.
+func hs256Raw(t testing.TB, payload fmt.Stringer) string {
+	return signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hs256Header, payload.String())
 }
 
-// vtUnix renders testNow+d as a JSON NumericDate.
-func vtUnix(d time.Duration) string { return strconv.FormatInt(testNow.Add(d).Unix(), 10) }
-
-// set replaces the first member named k, or appends it.
-func (o vtObj) set(k, raw string) vtObj {
-	out := append(vtObj{}, o...)
-	for i := range out {
-		if out[i][0] == k {
-			out[i][1] = raw
-			return out
-		}
-	}
-	return append(out, [2]string{k, raw})
-}
-
-// add appends a member even if one of that name exists.
-func (o vtObj) add(k, raw string) vtObj {
-	return append(append(vtObj{}, o...), [2]string{k, raw})
-}
-
-// addRawKey appends a member whose key is written verbatim (with escapes).
-func (o vtObj) addRawKey(quotedKey, raw string) vtObj {
-	return append(append(vtObj{}, o...), [2]string{"\x00" + quotedKey, raw})
-}
-
-func (o vtObj) del(k string) vtObj {
-	var out vtObj
-	for _, m := range o {
-		if m[0] != k {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (o vtObj) String() string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, m := range o {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		if strings.HasPrefix(m[0], "\x00") {
-			b.WriteString(m[0][1:])
-		} else {
-			b.WriteString(strconv.Quote(m[0]))
-		}
-		b.WriteByte(':')
-		b.WriteString(m[1])
-	}
-	b.WriteByte('}')
-	return b.String()
-}
-
-func vtSeg(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-
-// vtSignRaw signs an arbitrary header and payload (JSON text, not
-// re-encoded) with m and key.
-func vtSignRaw(t testing.TB, m jwt.SigningMethod, key any, header, payload string) string {
-	t.Helper()
-	in := vtSeg(header) + "." + vtSeg(payload)
-	sig, err := m.Sign(in, key)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
-
-const vtHSHeader = `{"alg":"HS256","typ":"JWT"}`
-
-// vtHS signs payload with the test secret under the standard HS256 header.
-func vtHS(t testing.TB, payload fmt.Stringer) string {
-	return vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), vtHSHeader, payload.String())
-}
-
-// vtCase is one row of a verify table.
-type vtCase struct {
+// verifyCase is one row of a verify table.
+type verifyCase struct {
 	name   string
 	tok    string
 	ok     bool
@@ -127,7 +40,8 @@ type vtCase struct {
 	desc   string // substring of the error; empty: not checked
 }
 
-func vtRun(t *testing.T, v *Validator, cases []vtCase) {
+// runVerifyCases verifies each case's token with v, as a subtest.
+func runVerifyCases(t *testing.T, v *Validator, cases []verifyCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +78,9 @@ func vtRun(t *testing.T, v *Validator, cases []vtCase) {
 	}
 }
 
-func vtRSAValidator(t *testing.T, algs ...string) (*Validator, string) {
+// rsaPEMValidator provisions a validator over rsaKey's public key file
+// with algs, and returns it with the file's path.
+func rsaPEMValidator(t *testing.T, algs ...string) (*Validator, string) {
 	testKeys(t)
 	p := writePEM(t, rsaKey.Public())
 	v := provisionValidator(t, newTestClock().Now, &Validator{
@@ -179,39 +95,39 @@ func vtRSAValidator(t *testing.T, algs ...string) (*Validator, string) {
 func TestVerifyAlgNone(t *testing.T) {
 	t.Parallel()
 	hv := provisionValidator(t, newTestClock().Now, hsValidator())
-	rv, _ := vtRSAValidator(t)
-	p := vtBase().String()
+	rv, _ := rsaPEMValidator(t)
+	p := rawPayload().String()
 	for _, alg := range []string{"none", "None", "NONE", "nOnE"} {
 		hdr := `{"alg":"` + alg + `","typ":"JWT"}`
-		in := vtSeg(hdr) + "." + vtSeg(p)
+		in := b64url(hdr) + "." + b64url(p)
 		hmacSig, err := jwt.SigningMethodHS256.Sign(in, []byte(testSecret))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cases := []vtCase{
+		cases := []verifyCase{
 			{name: alg + "/unsigned", tok: in + ".", is: ErrTokenUnverifiable, desc: "algorithm not allowed"},
 			{name: alg + "/signed", tok: in + "." + base64.RawURLEncoding.EncodeToString(hmacSig), is: ErrTokenUnverifiable, desc: "algorithm not allowed"},
 			{name: alg + "/junk-sig", tok: in + ".AAAA", is: ErrTokenUnverifiable, desc: "algorithm not allowed"},
 		}
-		t.Run("hs", func(t *testing.T) { vtRun(t, hv, cases) })
-		t.Run("rsa", func(t *testing.T) { vtRun(t, rv, cases) })
+		t.Run("hs", func(t *testing.T) { runVerifyCases(t, hv, cases) })
+		t.Run("rsa", func(t *testing.T) { runVerifyCases(t, rv, cases) })
 	}
 	// control: the same payload, properly signed, passes
-	vtRun(t, hv, []vtCase{{name: "control", tok: vtHS(t, vtBase()), ok: true}})
+	runVerifyCases(t, hv, []verifyCase{{name: "control", tok: hs256Raw(t, rawPayload()), ok: true}})
 }
 
 func TestVerifyAlgorithmConfusion(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
-	rv, pemPath := vtRSAValidator(t)
-	rvExplicit, _ := vtRSAValidator(t, "RS256")
+	rv, pemPath := rsaPEMValidator(t)
+	rvExplicit, _ := rsaPEMValidator(t, "RS256")
 	pemBytes, err := os.ReadFile(pemPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(rsaKey.Public())
-	pl := vtBase().String()
-	var cases []vtCase
+	pl := rawPayload().String()
+	var cases []verifyCase
 	for name, secret := range map[string][]byte{
 		"pem":         pemBytes,
 		"pem-trimmed": []byte(strings.TrimSpace(string(pemBytes))),
@@ -219,16 +135,16 @@ func TestVerifyAlgorithmConfusion(t *testing.T) {
 	} {
 		for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
 			for _, hdr := range []string{`{"alg":"` + m.Alg() + `"}`, `{"alg":"` + m.Alg() + `","kid":"rsa"}`} {
-				cases = append(cases, vtCase{
-					name: name + "/" + hdr, tok: vtSignRaw(t, m, secret, hdr, pl),
+				cases = append(cases, verifyCase{
+					name: name + "/" + hdr, tok: signRaw(t, m, secret, hdr, pl),
 					is: ErrTokenUnverifiable, desc: "algorithm not allowed",
 				})
 			}
 		}
 	}
-	cases = append(cases, vtCase{name: "control RS256", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), ok: true})
-	vtRun(t, rv, cases)
-	vtRun(t, rvExplicit, cases)
+	cases = append(cases, verifyCase{name: "control RS256", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), ok: true})
+	runVerifyCases(t, rv, cases)
+	runVerifyCases(t, rvExplicit, cases)
 
 	// A validator holding both a secret and an RSA key must still never use
 	// the RSA key as an HMAC secret, whatever the kid says.
@@ -236,11 +152,11 @@ func TestVerifyAlgorithmConfusion(t *testing.T) {
 		Issuers: []string{"iss"}, Audiences: []string{"aud"}, Secret: testSecret,
 		PublicKeyFiles: []PublicKeyFile{{Path: pemPath, KID: "rsa"}},
 	})
-	vtRun(t, mixed, []vtCase{
-		{name: "kid rsa", tok: vtSignRaw(t, jwt.SigningMethodHS256, pemBytes, `{"alg":"HS256","kid":"rsa"}`, pl), is: ErrTokenUnverifiable},
-		{name: "no kid", tok: vtSignRaw(t, jwt.SigningMethodHS256, pemBytes, `{"alg":"HS256"}`, pl), is: ErrTokenSignature},
-		{name: "control HS256", tok: vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl), ok: true},
-		{name: "control RS256", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"rsa"}`, pl), ok: true},
+	runVerifyCases(t, mixed, []verifyCase{
+		{name: "kid rsa", tok: signRaw(t, jwt.SigningMethodHS256, pemBytes, `{"alg":"HS256","kid":"rsa"}`, pl), is: ErrTokenUnverifiable},
+		{name: "no kid", tok: signRaw(t, jwt.SigningMethodHS256, pemBytes, `{"alg":"HS256"}`, pl), is: ErrTokenSignature},
+		{name: "control HS256", tok: signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl), ok: true},
+		{name: "control RS256", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"rsa"}`, pl), ok: true},
 	})
 }
 
@@ -248,17 +164,17 @@ func TestVerifyWrongFamily(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	hv := provisionValidator(t, newTestClock().Now, hsValidator())
-	pl := vtBase().String()
-	vtRun(t, hv, []vtCase{
-		{name: "RS256", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), is: ErrTokenUnverifiable, desc: "algorithm not allowed"},
-		{name: "PS256", tok: vtSignRaw(t, jwt.SigningMethodPS256, rsaKey, `{"alg":"PS256"}`, pl), is: ErrTokenUnverifiable},
-		{name: "ES256", tok: vtSignRaw(t, jwt.SigningMethodES256, ecKey, `{"alg":"ES256"}`, pl), is: ErrTokenUnverifiable},
-		{name: "EdDSA", tok: vtSignRaw(t, jwt.SigningMethodEdDSA, edKey, `{"alg":"EdDSA"}`, pl), is: ErrTokenUnverifiable},
-		{name: "HS384 not derivable from 32 bytes", tok: vtSignRaw(t, jwt.SigningMethodHS384, []byte(testSecret), `{"alg":"HS384"}`, pl), is: ErrTokenUnverifiable},
-		{name: "alg as number", tok: vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":256}`, pl), is: ErrTokenMalformed},
-		{name: "alg lower case", tok: vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"hs256"}`, pl), is: ErrTokenUnverifiable},
-		{name: "wrong secret", tok: vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret+"x"), `{"alg":"HS256"}`, pl), is: ErrTokenSignature},
-		{name: "control", tok: vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl), ok: true},
+	pl := rawPayload().String()
+	runVerifyCases(t, hv, []verifyCase{
+		{name: "RS256", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), is: ErrTokenUnverifiable, desc: "algorithm not allowed"},
+		{name: "PS256", tok: signRaw(t, jwt.SigningMethodPS256, rsaKey, `{"alg":"PS256"}`, pl), is: ErrTokenUnverifiable},
+		{name: "ES256", tok: signRaw(t, jwt.SigningMethodES256, ecKey, `{"alg":"ES256"}`, pl), is: ErrTokenUnverifiable},
+		{name: "EdDSA", tok: signRaw(t, jwt.SigningMethodEdDSA, edKey, `{"alg":"EdDSA"}`, pl), is: ErrTokenUnverifiable},
+		{name: "HS384 not derivable from 32 bytes", tok: signRaw(t, jwt.SigningMethodHS384, []byte(testSecret), `{"alg":"HS384"}`, pl), is: ErrTokenUnverifiable},
+		{name: "alg as number", tok: signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":256}`, pl), is: ErrTokenMalformed},
+		{name: "alg lower case", tok: signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"hs256"}`, pl), is: ErrTokenUnverifiable},
+		{name: "wrong secret", tok: signRaw(t, jwt.SigningMethodHS256, []byte(testSecret+"x"), `{"alg":"HS256"}`, pl), is: ErrTokenSignature},
+		{name: "control", tok: signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, pl), ok: true},
 	})
 }
 
@@ -271,53 +187,53 @@ func TestVerifyTimeClaims(t *testing.T) {
 	v0 := hsValidator()
 	v0.Leeway = &zero
 	v0 = provisionValidator(t, newTestClock().Now, v0)
-	b := vtBase()
-	vtRun(t, v, []vtCase{
-		{name: "valid", tok: vtHS(t, b), ok: true},
-		{name: "expired", tok: vtHS(t, b.set("exp", vtUnix(-time.Hour))), is: ErrTokenExpired, reason: reasonExpired},
-		{name: "expired inside leeway", tok: vtHS(t, b.set("exp", vtUnix(-10*time.Second))), ok: true},
-		{name: "1s before boundary", tok: vtHS(t, b.set("exp", vtUnix(-29*time.Second))), ok: true},
-		{name: "exactly at boundary", tok: vtHS(t, b.set("exp", vtUnix(-30*time.Second))), is: ErrTokenExpired, reason: reasonExpired},
-		{name: "nbf far in the future", tok: vtHS(t, b.add("nbf", vtUnix(time.Hour))), is: ErrTokenNotValidYet, reason: reasonInvalid},
-		{name: "nbf beyond leeway", tok: vtHS(t, b.add("nbf", vtUnix(31*time.Second))), is: ErrTokenNotValidYet},
-		{name: "nbf at leeway", tok: vtHS(t, b.add("nbf", vtUnix(30*time.Second))), ok: true},
-		{name: "nbf within leeway", tok: vtHS(t, b.add("nbf", vtUnix(10*time.Second))), ok: true},
-		{name: "nbf past", tok: vtHS(t, b.add("nbf", vtUnix(-time.Hour))), ok: true},
-		{name: "nbf string", tok: vtHS(t, b.add("nbf", `"0"`)), is: ErrTokenInvalidClaims},
-		{name: "iat in the future", tok: vtHS(t, b.set("iat", vtUnix(time.Minute))), is: ErrTokenUsedBeforeIAT},
-		{name: "iat within leeway", tok: vtHS(t, b.set("iat", vtUnix(20*time.Second))), ok: true},
-		{name: "iat missing", tok: vtHS(t, b.del("iat")), ok: true},
-		{name: "iat string", tok: vtHS(t, b.set("iat", `"`+vtUnix(0)+`"`)), is: ErrTokenInvalidClaims},
+	b := rawPayload()
+	runVerifyCases(t, v, []verifyCase{
+		{name: "valid", tok: hs256Raw(t, b), ok: true},
+		{name: "expired", tok: hs256Raw(t, b.set("exp", unixAt(-time.Hour))), is: ErrTokenExpired, reason: reasonExpired},
+		{name: "expired inside leeway", tok: hs256Raw(t, b.set("exp", unixAt(-10*time.Second))), ok: true},
+		{name: "1s before boundary", tok: hs256Raw(t, b.set("exp", unixAt(-29*time.Second))), ok: true},
+		{name: "exactly at boundary", tok: hs256Raw(t, b.set("exp", unixAt(-30*time.Second))), is: ErrTokenExpired, reason: reasonExpired},
+		{name: "nbf far in the future", tok: hs256Raw(t, b.add("nbf", unixAt(time.Hour))), is: ErrTokenNotValidYet, reason: reasonInvalid},
+		{name: "nbf beyond leeway", tok: hs256Raw(t, b.add("nbf", unixAt(31*time.Second))), is: ErrTokenNotValidYet},
+		{name: "nbf at leeway", tok: hs256Raw(t, b.add("nbf", unixAt(30*time.Second))), ok: true},
+		{name: "nbf within leeway", tok: hs256Raw(t, b.add("nbf", unixAt(10*time.Second))), ok: true},
+		{name: "nbf past", tok: hs256Raw(t, b.add("nbf", unixAt(-time.Hour))), ok: true},
+		{name: "nbf string", tok: hs256Raw(t, b.add("nbf", `"0"`)), is: ErrTokenInvalidClaims},
+		{name: "iat in the future", tok: hs256Raw(t, b.set("iat", unixAt(time.Minute))), is: ErrTokenUsedBeforeIAT},
+		{name: "iat within leeway", tok: hs256Raw(t, b.set("iat", unixAt(20*time.Second))), ok: true},
+		{name: "iat missing", tok: hs256Raw(t, b.del("iat")), ok: true},
+		{name: "iat string", tok: hs256Raw(t, b.set("iat", `"`+unixAt(0)+`"`)), is: ErrTokenInvalidClaims},
 	})
 	// NumericDates outside 0 ... 253402300799 (the end of year 9999) are
 	// refused: negative, not finite, or absurdly far.
 	for _, claim := range []string{"exp", "nbf", "iat"} {
 		for _, bad := range []string{`-1`, `-0.5`, `-1e10`, `2.001e+206`, `253402300800`, `253402300799.5`, `1e999`, `99999999999999999999999`} {
-			vtRun(t, v, []vtCase{{name: claim + " " + bad, tok: vtHS(t, b.set(claim, bad)), is: ErrTokenInvalidClaims}})
+			runVerifyCases(t, v, []verifyCase{{name: claim + " " + bad, tok: hs256Raw(t, b.set(claim, bad)), is: ErrTokenInvalidClaims}})
 		}
 	}
-	vtRun(t, v, []vtCase{
-		{name: "exp at the end of 9999", tok: vtHS(t, b.set("exp", `253402300799`)), ok: true},
-		{name: "nbf 0", tok: vtHS(t, b.add("nbf", `0`)), ok: true},
-		{name: "iat 0", tok: vtHS(t, b.set("iat", `0`)), ok: true},
-		{name: "iat -0", tok: vtHS(t, b.set("iat", `-0`)), ok: true},
+	runVerifyCases(t, v, []verifyCase{
+		{name: "exp at the end of 9999", tok: hs256Raw(t, b.set("exp", `253402300799`)), ok: true},
+		{name: "nbf 0", tok: hs256Raw(t, b.add("nbf", `0`)), ok: true},
+		{name: "iat 0", tok: hs256Raw(t, b.set("iat", `0`)), ok: true},
+		{name: "iat -0", tok: hs256Raw(t, b.set("iat", `-0`)), ok: true},
 	})
-	vtRun(t, v0, []vtCase{
-		{name: "leeway 0: exp == now", tok: vtHS(t, b.set("exp", vtUnix(0))), is: ErrTokenExpired},
-		{name: "leeway 0: exp == now+1s", tok: vtHS(t, b.set("exp", vtUnix(time.Second))), ok: true},
-		{name: "leeway 0: expired 10s ago", tok: vtHS(t, b.set("exp", vtUnix(-10*time.Second))), is: ErrTokenExpired},
-		{name: "leeway 0: nbf now+1s", tok: vtHS(t, b.add("nbf", vtUnix(time.Second))), is: ErrTokenNotValidYet},
-		{name: "leeway 0: iat now+1s", tok: vtHS(t, b.set("iat", vtUnix(time.Second))), is: ErrTokenUsedBeforeIAT},
+	runVerifyCases(t, v0, []verifyCase{
+		{name: "leeway 0: exp == now", tok: hs256Raw(t, b.set("exp", unixAt(0))), is: ErrTokenExpired},
+		{name: "leeway 0: exp == now+1s", tok: hs256Raw(t, b.set("exp", unixAt(time.Second))), ok: true},
+		{name: "leeway 0: expired 10s ago", tok: hs256Raw(t, b.set("exp", unixAt(-10*time.Second))), is: ErrTokenExpired},
+		{name: "leeway 0: nbf now+1s", tok: hs256Raw(t, b.add("nbf", unixAt(time.Second))), is: ErrTokenNotValidYet},
+		{name: "leeway 0: iat now+1s", tok: hs256Raw(t, b.set("iat", unixAt(time.Second))), is: ErrTokenUsedBeforeIAT},
 	})
 
 	ml := hsValidator()
 	ml.MaxLifetime = caddy.Duration(time.Hour)
 	ml = provisionValidator(t, newTestClock().Now, ml)
-	vtRun(t, ml, []vtCase{
-		{name: "lifetime 1h", tok: vtHS(t, b.set("iat", vtUnix(-time.Minute)).set("exp", vtUnix(59*time.Minute))), ok: true},
-		{name: "lifetime exceeded", tok: vtHS(t, b.set("iat", vtUnix(-time.Minute)).set("exp", vtUnix(2*time.Hour))), is: ErrTokenInvalidClaims, desc: "max_lifetime"},
-		{name: "lifetime exceeded by 1s", tok: vtHS(t, b.set("iat", vtUnix(0)).set("exp", vtUnix(time.Hour+time.Second))), is: ErrTokenInvalidClaims, desc: "max_lifetime"},
-		{name: "iat missing", tok: vtHS(t, b.del("iat")), is: ErrTokenInvalidClaims, desc: "iat claim required"},
+	runVerifyCases(t, ml, []verifyCase{
+		{name: "lifetime 1h", tok: hs256Raw(t, b.set("iat", unixAt(-time.Minute)).set("exp", unixAt(59*time.Minute))), ok: true},
+		{name: "lifetime exceeded", tok: hs256Raw(t, b.set("iat", unixAt(-time.Minute)).set("exp", unixAt(2*time.Hour))), is: ErrTokenInvalidClaims, desc: "max_lifetime"},
+		{name: "lifetime exceeded by 1s", tok: hs256Raw(t, b.set("iat", unixAt(0)).set("exp", unixAt(time.Hour+time.Second))), is: ErrTokenInvalidClaims, desc: "max_lifetime"},
+		{name: "iat missing", tok: hs256Raw(t, b.del("iat")), is: ErrTokenInvalidClaims, desc: "iat claim required"},
 	})
 }
 
@@ -326,48 +242,48 @@ func TestVerifyTimeClaims(t *testing.T) {
 func TestVerifyIssuerAudience(t *testing.T) {
 	t.Parallel()
 	v := provisionValidator(t, newTestClock().Now, hsValidator())
-	b := vtBase()
-	vtRun(t, v, []vtCase{
-		{name: "wrong iss", tok: vtHS(t, b.set("iss", `"evil"`)), is: ErrInvalidIssuer},
-		{name: "iss differs in case", tok: vtHS(t, b.set("iss", `"ISS"`)), is: ErrInvalidIssuer},
-		{name: "iss with trailing space", tok: vtHS(t, b.set("iss", `"iss "`)), is: ErrInvalidIssuer},
-		{name: "missing iss", tok: vtHS(t, b.del("iss")), is: ErrInvalidIssuer},
-		{name: "iss number", tok: vtHS(t, b.set("iss", `123`)), is: ErrInvalidIssuer},
-		{name: "iss array", tok: vtHS(t, b.set("iss", `["iss"]`)), is: ErrInvalidIssuer},
-		{name: "iss null", tok: vtHS(t, b.set("iss", `null`)), is: ErrInvalidIssuer},
-		{name: "escaped iss value", tok: vtHS(t, b.set("iss", `"\u0069ss"`)), ok: true},
-		{name: "wrong aud", tok: vtHS(t, b.set("aud", `"other"`)), is: ErrInvalidAudience},
-		{name: "missing aud", tok: vtHS(t, b.del("aud")), is: ErrInvalidAudience},
-		{name: "aud array with accepted", tok: vtHS(t, b.set("aud", `["x","aud"]`)), ok: true},
-		{name: "aud array without", tok: vtHS(t, b.set("aud", `["x","y"]`)), is: ErrInvalidAudience},
-		{name: "aud empty array", tok: vtHS(t, b.set("aud", `[]`)), is: ErrInvalidAudience},
-		{name: "aud nested array", tok: vtHS(t, b.set("aud", `[["aud"]]`)), is: ErrInvalidAudience},
-		{name: "aud number", tok: vtHS(t, b.set("aud", `1`)), is: ErrInvalidAudience},
-		{name: "aud object", tok: vtHS(t, b.set("aud", `{"aud":"aud"}`)), is: ErrInvalidAudience},
-		{name: "aud empty string", tok: vtHS(t, b.set("aud", `""`)), is: ErrInvalidAudience},
+	b := rawPayload()
+	runVerifyCases(t, v, []verifyCase{
+		{name: "wrong iss", tok: hs256Raw(t, b.set("iss", `"evil"`)), is: ErrInvalidIssuer},
+		{name: "iss differs in case", tok: hs256Raw(t, b.set("iss", `"ISS"`)), is: ErrInvalidIssuer},
+		{name: "iss with trailing space", tok: hs256Raw(t, b.set("iss", `"iss "`)), is: ErrInvalidIssuer},
+		{name: "missing iss", tok: hs256Raw(t, b.del("iss")), is: ErrInvalidIssuer},
+		{name: "iss number", tok: hs256Raw(t, b.set("iss", `123`)), is: ErrInvalidIssuer},
+		{name: "iss array", tok: hs256Raw(t, b.set("iss", `["iss"]`)), is: ErrInvalidIssuer},
+		{name: "iss null", tok: hs256Raw(t, b.set("iss", `null`)), is: ErrInvalidIssuer},
+		{name: "escaped iss value", tok: hs256Raw(t, b.set("iss", `"\u0069ss"`)), ok: true},
+		{name: "wrong aud", tok: hs256Raw(t, b.set("aud", `"other"`)), is: ErrInvalidAudience},
+		{name: "missing aud", tok: hs256Raw(t, b.del("aud")), is: ErrInvalidAudience},
+		{name: "aud array with accepted", tok: hs256Raw(t, b.set("aud", `["x","aud"]`)), ok: true},
+		{name: "aud array without", tok: hs256Raw(t, b.set("aud", `["x","y"]`)), is: ErrInvalidAudience},
+		{name: "aud empty array", tok: hs256Raw(t, b.set("aud", `[]`)), is: ErrInvalidAudience},
+		{name: "aud nested array", tok: hs256Raw(t, b.set("aud", `[["aud"]]`)), is: ErrInvalidAudience},
+		{name: "aud number", tok: hs256Raw(t, b.set("aud", `1`)), is: ErrInvalidAudience},
+		{name: "aud object", tok: hs256Raw(t, b.set("aud", `{"aud":"aud"}`)), is: ErrInvalidAudience},
+		{name: "aud empty string", tok: hs256Raw(t, b.set("aud", `""`)), is: ErrInvalidAudience},
 	})
 	// RFC 7519 §4.1.3: aud is a string or an array of strings. An array
 	// with anything else in it is refused even when a string in it
 	// matches, wherever the odd element stands.
 	for _, odd := range []string{`5`, `null`, `true`, `false`, `{"a":"aud"}`, `["aud"]`, `1.5`, `-0`} {
-		vtRun(t, v, []vtCase{
-			{name: "aud non-string after " + odd, tok: vtHS(t, b.set("aud", `["aud",`+odd+`]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
-			{name: "aud non-string before " + odd, tok: vtHS(t, b.set("aud", `[`+odd+`,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
-			{name: "aud non-string between " + odd, tok: vtHS(t, b.set("aud", `["x", `+odd+` ,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+		runVerifyCases(t, v, []verifyCase{
+			{name: "aud non-string after " + odd, tok: hs256Raw(t, b.set("aud", `["aud",`+odd+`]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+			{name: "aud non-string before " + odd, tok: hs256Raw(t, b.set("aud", `[`+odd+`,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
+			{name: "aud non-string between " + odd, tok: hs256Raw(t, b.set("aud", `["x", `+odd+` ,"aud"]`)), is: ErrInvalidAudience, desc: "aud must be a string or an array of strings"},
 		})
 	}
-	vtRun(t, v, []vtCase{
-		{name: "aud strings with spaces", tok: vtHS(t, b.set("aud", `[ "x" , "aud" ]`)), ok: true},
-		{name: "aud escaped element", tok: vtHS(t, b.set("aud", `["x","\u0061ud"]`)), ok: true},
+	runVerifyCases(t, v, []verifyCase{
+		{name: "aud strings with spaces", tok: hs256Raw(t, b.set("aud", `[ "x" , "aud" ]`)), ok: true},
+		{name: "aud escaped element", tok: hs256Raw(t, b.set("aud", `["x","\u0061ud"]`)), ok: true},
 	})
 	multi := hsValidator()
 	multi.Issuers = []string{"a", "b"}
 	multi.Audiences = []string{"x", "y"}
 	multi = provisionValidator(t, newTestClock().Now, multi)
-	vtRun(t, multi, []vtCase{
-		{name: "second iss, second aud", tok: vtHS(t, b.set("iss", `"b"`).set("aud", `"y"`)), ok: true},
-		{name: "first iss, aud array", tok: vtHS(t, b.set("iss", `"a"`).set("aud", `["z","x"]`)), ok: true},
-		{name: "iss of another validator", tok: vtHS(t, b), is: ErrInvalidIssuer},
+	runVerifyCases(t, multi, []verifyCase{
+		{name: "second iss, second aud", tok: hs256Raw(t, b.set("iss", `"b"`).set("aud", `"y"`)), ok: true},
+		{name: "first iss, aud array", tok: hs256Raw(t, b.set("iss", `"a"`).set("aud", `["z","x"]`)), ok: true},
+		{name: "iss of another validator", tok: hs256Raw(t, b), is: ErrInvalidIssuer},
 	})
 }
 
@@ -378,46 +294,46 @@ func TestVerifyClaimShapes(t *testing.T) {
 	v := hsValidator()
 	v.UserID = &UserIDSource{Claim: "uid"}
 	v = provisionValidator(t, newTestClock().Now, v)
-	b := vtBase().add("uid", `"u1"`)
-	future, past := vtUnix(time.Hour), vtUnix(-time.Hour)
-	vtRun(t, v, []vtCase{
-		{name: "control", tok: vtHS(t, b), ok: true},
-		{name: "exp missing", tok: vtHS(t, b.del("exp")), is: ErrTokenInvalidClaims, desc: "exp claim required"},
-		{name: "exp 0", tok: vtHS(t, b.set("exp", `0`)), is: ErrTokenExpired},
-		{name: "exp -1", tok: vtHS(t, b.set("exp", `-1`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
-		{name: "exp string", tok: vtHS(t, b.set("exp", `"9999999999"`)), is: ErrTokenInvalidClaims, desc: "exp is not a number"},
-		{name: "exp float future", tok: vtHS(t, b.set("exp", future+".5")), ok: true},
-		{name: "exp float past", tok: vtHS(t, b.set("exp", past+".5")), is: ErrTokenExpired},
-		{name: "exp exponent", tok: vtHS(t, b.set("exp", `9.999999999e9`)), ok: true},
-		{name: "exp overflow", tok: vtHS(t, b.set("exp", `1e999`)), is: ErrTokenInvalidClaims},
-		{name: "exp huge", tok: vtHS(t, b.set("exp", `99999999999999999999999`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
-		{name: "exp null", tok: vtHS(t, b.set("exp", `null`)), is: ErrTokenInvalidClaims},
-		{name: "exp true", tok: vtHS(t, b.set("exp", `true`)), is: ErrTokenInvalidClaims},
-		{name: "exp array", tok: vtHS(t, b.set("exp", `[`+future+`]`)), is: ErrTokenInvalidClaims},
-		{name: "exp object", tok: vtHS(t, b.set("exp", `{"v":`+future+`}`)), is: ErrTokenInvalidClaims},
-		{name: "EXP alone", tok: vtHS(t, b.del("exp").add("EXP", future)), is: ErrTokenMalformed, desc: "collides"},
-		{name: "exp and EXP", tok: vtHS(t, b.add("EXP", past)), is: ErrTokenMalformed, desc: "collides"},
-		{name: "Exp before exp", tok: vtHS(t, b.del("exp").add("Exp", future).add("exp", future)), is: ErrTokenMalformed},
-		{name: "duplicate exp future last", tok: vtHS(t, b.set("exp", past).add("exp", future)), is: ErrTokenMalformed, desc: "duplicate exp"},
-		{name: "duplicate exp past last", tok: vtHS(t, b.add("exp", past)), is: ErrTokenMalformed, desc: "duplicate exp"},
-		{name: "escaped exp duplicate", tok: vtHS(t, b.addRawKey(`"\u0065xp"`, past)), is: ErrTokenMalformed, desc: "duplicate exp"},
-		{name: "escaped exp alone", tok: vtHS(t, b.del("exp").addRawKey(`"\u0065xp"`, future)), ok: true},
-		{name: "escaped EXP variant", tok: vtHS(t, b.addRawKey(`"\u0045XP"`, future)), is: ErrTokenMalformed, desc: "collides"},
-		{name: "duplicate iss", tok: vtHS(t, b.add("iss", `"iss"`)), is: ErrTokenMalformed, desc: "duplicate iss"},
-		{name: "duplicate aud", tok: vtHS(t, b.add("aud", `"evil"`)), is: ErrTokenMalformed},
-		{name: "Aud variant", tok: vtHS(t, b.add("Aud", `"evil"`)), is: ErrTokenMalformed},
-		{name: "duplicate nbf", tok: vtHS(t, b.add("nbf", past).add("nbf", future)), is: ErrTokenMalformed},
-		{name: "duplicate sub", tok: vtHS(t, b.add("sub", `"bob"`)), is: ErrTokenMalformed},
-		{name: "duplicate user id claim", tok: vtHS(t, b.add("uid", `"u2"`)), is: ErrTokenMalformed, desc: "duplicate uid"},
-		{name: "UID variant", tok: vtHS(t, b.add("UID", `"u2"`)), is: ErrTokenMalformed},
-		{name: "duplicate sid", tok: vtHS(t, b.add("sid", `"a"`).add("sid", `"b"`)), is: ErrTokenMalformed},
-		{name: "duplicate jti", tok: vtHS(t, b.add("jti", `"a"`).add("jti", `"a"`)), is: ErrTokenMalformed},
-		{name: "nested exp is not exp", tok: vtHS(t, b.del("exp").add("x", `{"exp":`+future+`}`)), is: ErrTokenInvalidClaims, desc: "exp claim required"},
-		{name: "whitespace around members", tok: vtHS(t, stringer(" {\n \"iss\" : \"iss\" ,\t\"aud\":\"aud\",\"uid\":\"u1\",\"exp\":"+future+" } ")), ok: true},
-		{name: "payload array", tok: vtHS(t, stringer(`[`+b.String()+`]`)), is: ErrTokenMalformed},
-		{name: "payload not JSON", tok: vtHS(t, stringer(`{"exp":`+future+`,}`)), is: ErrTokenMalformed},
-		{name: "payload trailing data", tok: vtHS(t, stringer(b.String()+`{}`)), is: ErrTokenMalformed},
-		{name: "payload empty", tok: vtHS(t, stringer(``)), is: ErrTokenMalformed},
+	b := rawPayload().add("uid", `"u1"`)
+	future, past := unixAt(time.Hour), unixAt(-time.Hour)
+	runVerifyCases(t, v, []verifyCase{
+		{name: "control", tok: hs256Raw(t, b), ok: true},
+		{name: "exp missing", tok: hs256Raw(t, b.del("exp")), is: ErrTokenInvalidClaims, desc: "exp claim required"},
+		{name: "exp 0", tok: hs256Raw(t, b.set("exp", `0`)), is: ErrTokenExpired},
+		{name: "exp -1", tok: hs256Raw(t, b.set("exp", `-1`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
+		{name: "exp string", tok: hs256Raw(t, b.set("exp", `"9999999999"`)), is: ErrTokenInvalidClaims, desc: "exp is not a number"},
+		{name: "exp float future", tok: hs256Raw(t, b.set("exp", future+".5")), ok: true},
+		{name: "exp float past", tok: hs256Raw(t, b.set("exp", past+".5")), is: ErrTokenExpired},
+		{name: "exp exponent", tok: hs256Raw(t, b.set("exp", `9.999999999e9`)), ok: true},
+		{name: "exp overflow", tok: hs256Raw(t, b.set("exp", `1e999`)), is: ErrTokenInvalidClaims},
+		{name: "exp huge", tok: hs256Raw(t, b.set("exp", `99999999999999999999999`)), is: ErrTokenInvalidClaims, desc: "exp out of range"},
+		{name: "exp null", tok: hs256Raw(t, b.set("exp", `null`)), is: ErrTokenInvalidClaims},
+		{name: "exp true", tok: hs256Raw(t, b.set("exp", `true`)), is: ErrTokenInvalidClaims},
+		{name: "exp array", tok: hs256Raw(t, b.set("exp", `[`+future+`]`)), is: ErrTokenInvalidClaims},
+		{name: "exp object", tok: hs256Raw(t, b.set("exp", `{"v":`+future+`}`)), is: ErrTokenInvalidClaims},
+		{name: "EXP alone", tok: hs256Raw(t, b.del("exp").add("EXP", future)), is: ErrTokenMalformed, desc: "collides"},
+		{name: "exp and EXP", tok: hs256Raw(t, b.add("EXP", past)), is: ErrTokenMalformed, desc: "collides"},
+		{name: "Exp before exp", tok: hs256Raw(t, b.del("exp").add("Exp", future).add("exp", future)), is: ErrTokenMalformed},
+		{name: "duplicate exp future last", tok: hs256Raw(t, b.set("exp", past).add("exp", future)), is: ErrTokenMalformed, desc: "duplicate exp"},
+		{name: "duplicate exp past last", tok: hs256Raw(t, b.add("exp", past)), is: ErrTokenMalformed, desc: "duplicate exp"},
+		{name: "escaped exp duplicate", tok: hs256Raw(t, b.addRawKey(`"\u0065xp"`, past)), is: ErrTokenMalformed, desc: "duplicate exp"},
+		{name: "escaped exp alone", tok: hs256Raw(t, b.del("exp").addRawKey(`"\u0065xp"`, future)), ok: true},
+		{name: "escaped EXP variant", tok: hs256Raw(t, b.addRawKey(`"\u0045XP"`, future)), is: ErrTokenMalformed, desc: "collides"},
+		{name: "duplicate iss", tok: hs256Raw(t, b.add("iss", `"iss"`)), is: ErrTokenMalformed, desc: "duplicate iss"},
+		{name: "duplicate aud", tok: hs256Raw(t, b.add("aud", `"evil"`)), is: ErrTokenMalformed},
+		{name: "Aud variant", tok: hs256Raw(t, b.add("Aud", `"evil"`)), is: ErrTokenMalformed},
+		{name: "duplicate nbf", tok: hs256Raw(t, b.add("nbf", past).add("nbf", future)), is: ErrTokenMalformed},
+		{name: "duplicate sub", tok: hs256Raw(t, b.add("sub", `"bob"`)), is: ErrTokenMalformed},
+		{name: "duplicate user id claim", tok: hs256Raw(t, b.add("uid", `"u2"`)), is: ErrTokenMalformed, desc: "duplicate uid"},
+		{name: "UID variant", tok: hs256Raw(t, b.add("UID", `"u2"`)), is: ErrTokenMalformed},
+		{name: "duplicate sid", tok: hs256Raw(t, b.add("sid", `"a"`).add("sid", `"b"`)), is: ErrTokenMalformed},
+		{name: "duplicate jti", tok: hs256Raw(t, b.add("jti", `"a"`).add("jti", `"a"`)), is: ErrTokenMalformed},
+		{name: "nested exp is not exp", tok: hs256Raw(t, b.del("exp").add("x", `{"exp":`+future+`}`)), is: ErrTokenInvalidClaims, desc: "exp claim required"},
+		{name: "whitespace around members", tok: hs256Raw(t, stringer(" {\n \"iss\" : \"iss\" ,\t\"aud\":\"aud\",\"uid\":\"u1\",\"exp\":"+future+" } ")), ok: true},
+		{name: "payload array", tok: hs256Raw(t, stringer(`[`+b.String()+`]`)), is: ErrTokenMalformed},
+		{name: "payload not JSON", tok: hs256Raw(t, stringer(`{"exp":`+future+`,}`)), is: ErrTokenMalformed},
+		{name: "payload trailing data", tok: hs256Raw(t, stringer(b.String()+`{}`)), is: ErrTokenMalformed},
+		{name: "payload empty", tok: hs256Raw(t, stringer(``)), is: ErrTokenMalformed},
 	})
 }
 
@@ -438,8 +354,8 @@ func (s stringer) String() string { return string(s) }
 func TestVerifyStructure(t *testing.T) {
 	t.Parallel()
 	v := provisionValidator(t, newTestClock().Now, hsValidator())
-	pl := vtBase().String()
-	hs := func(hdr string) string { return vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, pl) }
+	pl := rawPayload().String()
+	hs := func(hdr string) string { return signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, pl) }
 	good := hs(`{"alg":"HS256","typ":"JWT"}`)
 	parts := strings.Split(good, ".")
 
@@ -476,10 +392,10 @@ func TestVerifyStructure(t *testing.T) {
 		t.Fatalf("segment lengths %d/%d leave no unused bits", len(parts[1]), len(parts[2]))
 	}
 
-	big := vtBase().add("pad", `"`+strings.Repeat("x", 9000)+`"`)
-	bigTok := vtHS(t, big)
+	big := rawPayload().add("pad", `"`+strings.Repeat("x", 9000)+`"`)
+	bigTok := hs256Raw(t, big)
 
-	vtRun(t, v, []vtCase{
+	runVerifyCases(t, v, []verifyCase{
 		{name: "control", tok: good, ok: true},
 		{name: "control unpadded header", tok: unpaddedTok, ok: true},
 		{name: "crit", tok: hs(`{"alg":"HS256","crit":["exp"]}`), is: ErrTokenMalformed, desc: "crit"},
@@ -520,7 +436,7 @@ func TestVerifyStructure(t *testing.T) {
 		{name: "empty signature", tok: parts[0] + "." + parts[1] + ".", is: ErrTokenSignature},
 		{name: "truncated signature", tok: good[:len(good)-2], is: ErrTokenMalformed},
 		{name: "tampered signature", tok: good[:len(good)-10] + flip(good[len(good)-10]) + good[len(good)-9:], is: ErrTokenSignature},
-		{name: "payload swapped", tok: parts[0] + "." + strings.Split(vtHS(t, vtBase().set("sub", `"mallory"`)), ".")[1] + "." + parts[2], is: ErrTokenSignature},
+		{name: "payload swapped", tok: parts[0] + "." + strings.Split(hs256Raw(t, rawPayload().set("sub", `"mallory"`)), ".")[1] + "." + parts[2], is: ErrTokenSignature},
 		{name: "oversized signed", tok: bigTok, is: ErrTokenTooLarge, reason: reasonMalformed},
 		{name: "oversized garbage", tok: strings.Repeat("!", maxTokenSize+1), is: ErrTokenTooLarge},
 		{name: "oversized no dots", tok: strings.Repeat("A", 1<<20), is: ErrTokenTooLarge},
@@ -534,7 +450,7 @@ func TestVerifyStructure(t *testing.T) {
 	var exact string
 	for n := 5000; n < 7000 && exact == ""; n++ {
 		for _, hdr := range []string{`{"alg":"HS256"}`, `{"alg":"HS256","typ":"JWT"}`} {
-			tok := vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, vtBase().add("pad", `"`+strings.Repeat("x", n)+`"`).String())
+			tok := signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, rawPayload().add("pad", `"`+strings.Repeat("x", n)+`"`).String())
 			if len(tok) == maxTokenSize {
 				exact = tok
 				break
@@ -544,7 +460,7 @@ func TestVerifyStructure(t *testing.T) {
 	if exact == "" {
 		t.Fatal("could not build a token of exactly maxTokenSize bytes")
 	}
-	vtRun(t, v, []vtCase{
+	runVerifyCases(t, v, []verifyCase{
 		{name: "exactly 8 KiB", tok: exact, ok: true},
 		{name: "8 KiB + 1", tok: exact + "A", is: ErrTokenTooLarge},
 	})
@@ -561,21 +477,22 @@ func TestVerifyUnknownKIDIs401(t *testing.T) {
 		PublicKeyFiles: []PublicKeyFile{{Path: p, KID: "k1"}},
 	}})
 	v, _ := a.validator("kids")
-	pl := vtBase().String()
-	unknown := vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"k2"}`, pl)
-	vtRun(t, v, []vtCase{
-		{name: "known kid", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"k1"}`, pl), ok: true},
-		{name: "no kid", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), ok: true},
+	pl := rawPayload().String()
+	unknown := signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"k2"}`, pl)
+	runVerifyCases(t, v, []verifyCase{
+		{name: "known kid", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"k1"}`, pl), ok: true},
+		{name: "no kid", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256"}`, pl), ok: true},
 		{name: "unknown kid", tok: unknown, is: ErrTokenUnverifiable, desc: "no key"},
-		{name: "empty kid", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":""}`, pl), ok: true},
-		{name: "huge kid", tok: vtSignRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"`+strings.Repeat("k", 4000)+`"}`, pl), is: ErrTokenUnverifiable},
+		{name: "empty kid", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":""}`, pl), ok: true},
+		{name: "huge kid", tok: signRaw(t, jwt.SigningMethodRS256, rsaKey, `{"alg":"RS256","kid":"`+strings.Repeat("k", 4000)+`"}`, pl), is: ErrTokenUnverifiable},
 	})
 
 	// through the handler: 401 with an RFC 6750 challenge, never 500
 	h := provisionHandler(t, a, &Handler{Validators: []string{"kids"}})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Authorization", "Bearer "+unknown)
-	w, repl, called, err := serve(t, h, r)
+	res := serve(t, h, r, nil)
+	w, repl, called, err := res.w, res.repl, res.called, res.err
 	if called {
 		t.Fatal("next handler called")
 	}
@@ -595,14 +512,14 @@ func TestVerifyUnknownKIDIs401(t *testing.T) {
 
 func TestVerifyTypAllowList(t *testing.T) {
 	t.Parallel()
-	pl := vtBase().String()
-	hs := func(hdr string) string { return vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, pl) }
+	pl := rawPayload().String()
+	hs := func(hdr string) string { return signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hdr, pl) }
 	for _, allowed := range [][]string{{"at+jwt"}, {"application/at+jwt"}} {
 		v := hsValidator()
 		v.Types = allowed
 		v = provisionValidator(t, newTestClock().Now, v)
 		t.Run(allowed[0], func(t *testing.T) {
-			vtRun(t, v, []vtCase{
+			runVerifyCases(t, v, []verifyCase{
 				{name: "at+jwt", tok: hs(`{"alg":"HS256","typ":"at+jwt"}`), ok: true},
 				{name: "application/at+jwt", tok: hs(`{"alg":"HS256","typ":"application/at+jwt"}`), ok: true},
 				{name: "AT+JWT", tok: hs(`{"alg":"HS256","typ":"AT+JWT"}`), ok: true},
@@ -617,7 +534,7 @@ func TestVerifyTypAllowList(t *testing.T) {
 	}
 	// without an allow-list any typ (or none) is accepted
 	v := provisionValidator(t, newTestClock().Now, hsValidator())
-	vtRun(t, v, []vtCase{
+	runVerifyCases(t, v, []verifyCase{
 		{name: "any typ", tok: hs(`{"alg":"HS256","typ":"whatever"}`), ok: true},
 		{name: "no typ", tok: hs(`{"alg":"HS256"}`), ok: true},
 	})
@@ -636,11 +553,11 @@ func TestAuthorizeRequire(t *testing.T) {
 	scope := mk(ClaimRequirement{Claim: "scope", Values: []string{"write"}})
 	scp := mk(ClaimRequirement{Claim: "scp", Values: []string{"write"}})
 	both := mk(ClaimRequirement{Claim: "roles", Values: []string{"admin"}}, ClaimRequirement{Claim: "scope", Values: []string{"write"}})
-	b := vtBase()
+	b := rawPayload()
 	cases := []struct {
 		name string
 		v    *Validator
-		pl   vtObj
+		pl   rawObject
 		ok   bool
 	}{
 		{"roles array has admin", roles, b.add("roles", `["user","admin"]`), true},
@@ -669,7 +586,7 @@ func TestAuthorizeRequire(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			id, err := tc.v.verify(vtHS(t, tc.pl))
+			id, err := tc.v.verify(hs256Raw(t, tc.pl))
 			if err != nil {
 				t.Fatalf("verify: %v", err)
 			}
@@ -690,7 +607,7 @@ func TestAuthorizeRequire(t *testing.T) {
 		})
 	}
 	// a duplicated required claim cannot smuggle a second value past the check
-	if _, err := roles.verify(vtHS(t, b.add("roles", `["user"]`).add("roles", `["admin"]`))); !errors.Is(err, ErrTokenMalformed) {
+	if _, err := roles.verify(hs256Raw(t, b.add("roles", `["user"]`).add("roles", `["admin"]`))); !errors.Is(err, ErrTokenMalformed) {
 		t.Fatalf("duplicate roles: %v", err)
 	}
 }
@@ -709,11 +626,11 @@ func TestVerifyUserAndPartnerID(t *testing.T) {
 	static := mk(&UserIDSource{Static: "svc"}, nil)
 	popt := mk(nil, &PartnerIDSource{Claim: "pid"})
 	preq := mk(nil, &PartnerIDSource{Claim: "pid", Required: true})
-	b := vtBase()
+	b := rawPayload()
 	cases := []struct {
 		name          string
 		v             *Validator
-		pl            vtObj
+		pl            rawObject
 		user, partner string
 		fail          string // error substring; empty: accepted
 	}{
@@ -741,7 +658,7 @@ func TestVerifyUserAndPartnerID(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			id, err := tc.v.verify(vtHS(t, tc.pl))
+			id, err := tc.v.verify(hs256Raw(t, tc.pl))
 			if tc.fail != "" {
 				if err == nil {
 					t.Fatalf("accepted as %q/%q", id.userID, id.partnerID)
@@ -792,7 +709,7 @@ func TestVerifyIgnoresKeyHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	x5c, _ := json.Marshal([]string{base64.StdEncoding.EncodeToString(certDER)})
-	pl := vtBase().String()
+	pl := rawPayload().String()
 	headers := map[string]string{
 		"jwk": `{"alg":"ES256","jwk":` + jwk + `}`,
 		"jku": `{"alg":"ES256","jku":"` + srv.URL + `/jwks"}`,
@@ -800,15 +717,15 @@ func TestVerifyIgnoresKeyHeaders(t *testing.T) {
 		"x5c": `{"alg":"ES256","x5c":` + string(x5c) + `}`,
 		"all": `{"alg":"ES256","kid":"evil","jwk":` + jwk + `,"jku":"` + srv.URL + `/jwks","x5u":"` + srv.URL + `/c","x5c":` + string(x5c) + `}`,
 	}
-	var cases []vtCase
+	var cases []verifyCase
 	for name, hdr := range headers {
 		cases = append(cases,
-			vtCase{name: name + "/attacker key", tok: vtSignRaw(t, jwt.SigningMethodES256, attacker, hdr, pl), is: ErrTokenSignature},
+			verifyCase{name: name + "/attacker key", tok: signRaw(t, jwt.SigningMethodES256, attacker, hdr, pl), is: ErrTokenSignature},
 			// the headers are merely ignored: the configured key still works
-			vtCase{name: name + "/configured key", tok: vtSignRaw(t, jwt.SigningMethodES256, ecKey, hdr, pl), ok: true},
+			verifyCase{name: name + "/configured key", tok: signRaw(t, jwt.SigningMethodES256, ecKey, hdr, pl), ok: true},
 		)
 	}
-	vtRun(t, v, cases)
+	runVerifyCases(t, v, cases)
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("a URL from a token header was fetched %d times", n)
 	}
@@ -817,7 +734,7 @@ func TestVerifyIgnoresKeyHeaders(t *testing.T) {
 // TestProvisionErrors checks that Caddy refuses an unsafe or broken
 // validator and that the error names the validator and what is wrong.
 func TestProvisionErrors(t *testing.T) {
-	ktKeys(t)
+	extraKeys(t)
 	dir := t.TempDir()
 	rsaPEM := writePEM(t, rsaKey.Public())
 	privDER, _ := x509.MarshalPKCS8PrivateKey(ecKey)
@@ -876,12 +793,12 @@ func TestProvisionErrors(t *testing.T) {
 		{"RS256 configured, only a secret", base(func(v *Validator) { v.Algorithms = []string{"HS256", "RS256"} }), []string{"RS256", "no key can verify it"}},
 		{"ES384 with a P-256 key", &Validator{Issuers: []string{"iss"}, Audiences: []string{"aud"}, Algorithms: []string{"ES384"}, PublicKeyFiles: []PublicKeyFile{{Path: writePEM(t, ecKey.Public())}}}, []string{"ES384", "P-256"}},
 		// key files
-		{"RSA 1024", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, ktRSA1024.Public()) }), []string{"1024 bits", "2048"}},
+		{"RSA 1024", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, rsa1024Key.Public()) }), []string{"1024 bits", "2048"}},
 		{"missing key file", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = filepath.Join(dir, "missing.pem") }), []string{"public_key_file", "missing.pem", "no such file"}},
 		{"not PEM", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = secretFile }), []string{"no PEM block"}},
-		{"private key PEM", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = ktWrite(t, "PRIVATE KEY", privDER) }), []string{"PRIVATE KEY", "not a public key"}},
-		{"corrupt PKIX", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = ktWrite(t, "PUBLIC KEY", []byte("junk")) }), []string{"public_key_file"}},
-		{"P-224 key", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, ktEC224.Public()) }), []string{"unsupported EC curve", "P-224"}},
+		{"private key PEM", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEMBlock(t, "PRIVATE KEY", privDER) }), []string{"PRIVATE KEY", "not a public key"}},
+		{"corrupt PKIX", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEMBlock(t, "PUBLIC KEY", []byte("junk")) }), []string{"public_key_file"}},
+		{"P-224 key", rsaV(func(v *Validator) { v.PublicKeyFiles[0].Path = writePEM(t, ecP224Key.Public()) }), []string{"unsupported EC curve", "P-224"}},
 		{"missing jwks_file", base(func(v *Validator) { v.Secret = ""; v.JWKSFile = filepath.Join(dir, "none.json") }), []string{"jwks_file", "none.json"}},
 		{"jwks_file with oct", base(func(v *Validator) {
 			v.Secret = ""
@@ -891,11 +808,11 @@ func TestProvisionErrors(t *testing.T) {
 		{"jwks_file empty set", base(func(v *Validator) { v.Secret = ""; v.JWKSFile = jwksPath(`{"keys":[]}`) }), []string{"no signing key"}},
 		{"jwks_file ok", base(func(v *Validator) {
 			v.Secret = ""
-			v.JWKSFile = jwksPath(`{"keys":[` + vtECJWK("e1", ecKey, "ES256") + `]}`)
+			v.JWKSFile = jwksPath(`{"keys":[` + ecJWK("e1", ecKey, "ES256") + `]}`)
 		}), nil},
 		{"jwks_file alg mismatch", base(func(v *Validator) {
 			v.Secret = ""
-			v.JWKSFile = jwksPath(`{"keys":[` + vtECJWK("e1", ecKey, "RS256") + `]}`)
+			v.JWKSFile = jwksPath(`{"keys":[` + ecJWK("e1", ecKey, "RS256") + `]}`)
 		}), []string{"RS256", "P-256"}},
 		// structure
 		{"no key", base(func(v *Validator) { v.Secret = "" }), []string{"no key"}},
@@ -923,7 +840,7 @@ func TestProvisionErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := provisionErr(tc.v)
+			err := provisionErr(t, &App{Validators: map[string]*Validator{"test": tc.v}})
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

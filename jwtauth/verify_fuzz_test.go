@@ -14,11 +14,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// fzHeaderTokens is the reference reading of the header sources of
-// etSources: the tokens that Authorization (scheme Bearer) and X-Api-Token
+// referenceHeaderTokens is the reference reading of the header sources of
+// multiSources: the tokens that Authorization (scheme Bearer) and X-Api-Token
 // (bare) carry, in order, and whether a value of ours with no token (the
 // Bearer scheme alone, or a blank X-Api-Token) comes before any conflict.
-func fzHeaderTokens(auth []string, api []string) (out []string, empty bool) {
+func referenceHeaderTokens(auth []string, api []string) (out []string, empty bool) {
 	conflict := func() bool {
 		for _, t := range out {
 			if t != out[0] {
@@ -52,9 +52,9 @@ func fzHeaderTokens(auth []string, api []string) (out []string, empty bool) {
 	return out, false
 }
 
-// fzOnly is the reference reading of a repeated cookie or query parameter:
+// referenceOnly is the reference reading of a repeated cookie or query parameter:
 // its one distinct non-empty value, "" for none, ok=false for several.
-func fzOnly(vals []string) (string, bool) {
+func referenceOnly(vals []string) (string, bool) {
 	distinct := map[string]bool{}
 	for _, v := range vals {
 		if v != "" {
@@ -86,7 +86,7 @@ func FuzzExtractToken(f *testing.F) {
 	f.Add("Bearer\t a.b.c ", "", "a.b.c", "", "access_token=a+b&c=d")
 	f.Add("", "", "Bearer x", "a;tok=b", "access_token=%zz")
 	f.Add("", "", "", "", "access_token=a&access_token=b")
-	sources := etSources()
+	sources := multiSources()
 	f.Fuzz(func(t *testing.T, auth1, auth2, api, cookie, rawQuery string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		var auth []string
@@ -109,7 +109,7 @@ func FuzzExtractToken(f *testing.F) {
 		r.URL.RawQuery = rawQuery
 
 		// the reference, computed before extractToken sees the request
-		want, empty := fzHeaderTokens(auth, apis)
+		want, empty := referenceHeaderTokens(auth, apis)
 		distinct := map[string]bool{}
 		for _, w := range want {
 			distinct[w] = true
@@ -118,8 +118,8 @@ func FuzzExtractToken(f *testing.F) {
 		for _, c := range r.CookiesNamed("tok") {
 			cookieVals = append(cookieVals, c.Value)
 		}
-		wantCookie, cookieOK := fzOnly(cookieVals)
-		wantQuery, queryOK := fzOnly(r.URL.Query()["access_token"])
+		wantCookie, cookieOK := referenceOnly(cookieVals)
+		wantQuery, queryOK := referenceOnly(r.URL.Query()["access_token"])
 
 		ex, err := extractToken(r, sources)
 		switch {
@@ -168,13 +168,13 @@ func FuzzExtractToken(f *testing.F) {
 	})
 }
 
-// fzSigned are the tokens FuzzVerify signs; nothing else may be accepted.
-func fzSigned(t testing.TB) []string {
-	p := vtBase().String()
+// fuzzSignedTokens are the tokens FuzzVerify signs; nothing else may be accepted.
+func fuzzSignedTokens(t testing.TB) []string {
+	p := rawPayload().String()
 	return []string{
-		vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), vtHSHeader, p),
-		vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, p),
-		vtSignRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","kid":"k"}`, vtBase().add("scope", `"a b"`).String()),
+		signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), hs256Header, p),
+		signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256"}`, p),
+		signRaw(t, jwt.SigningMethodHS256, []byte(testSecret), `{"alg":"HS256","kid":"k"}`, rawPayload().add("scope", `"a b"`).String()),
 	}
 }
 
@@ -183,15 +183,15 @@ func fzSigned(t testing.TB) []string {
 // tokens signed here may be accepted: no re-encoding, padding, case change
 // or header edit of a signed token passes.
 func FuzzVerify(f *testing.F) {
-	signed := fzSigned(f)
+	signed := fuzzSignedTokens(f)
 	for _, s := range signed {
 		f.Add(s)
 		parts := strings.Split(s, ".")
 		f.Add(s + "=")
 		f.Add(parts[0] + "." + parts[1] + ".")
-		f.Add(vtSeg(`{"alg":"none"}`) + "." + parts[1] + ".")
-		f.Add(vtSeg(`{"alg":"HS256","crit":["x"]}`) + "." + parts[1] + "." + parts[2])
-		f.Add(parts[0] + "." + vtSeg(vtBase().set("exp", vtUnix(1000*time.Hour)).String()) + "." + parts[2])
+		f.Add(b64url(`{"alg":"none"}`) + "." + parts[1] + ".")
+		f.Add(b64url(`{"alg":"HS256","crit":["x"]}`) + "." + parts[1] + "." + parts[2])
+		f.Add(parts[0] + "." + b64url(rawPayload().set("exp", unixAt(1000*time.Hour)).String()) + "." + parts[2])
 	}
 	f.Add("")
 	f.Add("..")
@@ -237,7 +237,7 @@ func TestFuzzVerifyCorpusValidSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok != fzSigned(t)[0] {
+	if tok != fuzzSignedTokens(t)[0] {
 		t.Fatalf("corpus seed %q is not the token FuzzVerify signs", tok)
 	}
 	v := provisionValidator(t, newTestClock().Now, hsValidator())
