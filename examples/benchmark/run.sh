@@ -205,10 +205,10 @@ results="$tmp/results.tsv"
 : >"$results"
 bad=0
 
-# record NAME KIND WANT "rps p99 non2xx requests errors"
+# record NAME KIND WANT ROUND "rps p99 non2xx requests errors"
 record() {
-	local name=$1 kind=$2 want=$3 rps p99 non2xx requests errors
-	read -r rps p99 non2xx requests errors <<<"$4"
+	local name=$1 kind=$2 want=$3 round=$4 rps p99 non2xx requests errors
+	read -r rps p99 non2xx requests errors <<<"$5"
 	if [ -z "${requests:-}" ] || [ "$requests" = 0 ]; then
 		echo "run.sh: $name ($kind): wrk produced no result" >&2
 		bad=1
@@ -221,7 +221,7 @@ record() {
 	if [ "$errors" != 0 ]; then
 		echo "run.sh: $name ($kind): $errors socket errors" >&2
 	fi
-	printf '%s\t%s\t%s\t%s\n' "$name" "$kind" "$rps" "$p99" >>"$results"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$rps" "$p99" "$round" >>"$results"
 }
 
 echo "machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1); $(uptime | sed 's/.*load/load/')" >&2
@@ -243,11 +243,11 @@ for c in "${configs[@]}"; do
 	echo "running $name ..." >&2
 	for ((r = 0; r <= ROUNDS; r++)); do
 		# plain Caddy, the identical request; the plain site answers 200
-		record "$name" plain 200 "$(wrk_run 9150 "$tok" "$DURATION")"
+		record "$name" plain 200 "$r" "$(wrk_run 9150 "$tok" "$DURATION")"
 		if ((r < ROUNDS)); then
-			record "$name" x "$want" "$(wrk_run "$port" "$tok" "$DURATION")"
+			record "$name" x "$want" "$r" "$(wrk_run "$port" "$tok" "$DURATION")"
 			if [ -n "$BEFORE" ]; then
-				record "$name" before "$want" "$(wrk_run "$((port + 100))" "$tok" "$DURATION")"
+				record "$name" before "$want" "$r" "$(wrk_run "$((port + 100))" "$tok" "$DURATION")"
 			fi
 		fi
 	done
@@ -258,13 +258,33 @@ col() {
 	awk -F'\t' -v n="$1" -v k="$2" -v f="$3" '$1 == n && $2 == k { print $f }' "$results" | median
 }
 
+# ratios NAME KIND: per round, the run's RPS over the mean of the two plain
+# runs around it, one per line. Pairing each run with its neighbours cancels
+# the machine's slow drift, which medians of all runs would keep.
+ratios() {
+	awk -F'\t' -v n="$1" -v k="$2" '
+		$1 == n && $2 == "plain" { p[$5] = $3 }
+		$1 == n && $2 == k { x[$5] = $3 }
+		END { for (r in x) if ((r + 1) in p) printf "%.4f\n", x[r] / ((p[r] + p[r + 1]) / 2) }' "$results"
+}
+
+# ratio_cell NAME KIND: "median [min-max]" of the paired ratios
+ratio_cell() {
+	local med lo hi
+	med=$(ratios "$1" "$2" | median)
+	lo=$(ratios "$1" "$2" | sort -g | head -n 1)
+	hi=$(ratios "$1" "$2" | sort -g | tail -n 1)
+	awk -v m="$med" -v l="$lo" -v h="$hi" 'BEGIN { printf "%.2fx [%.2f-%.2f]", m, l, h }'
+}
+
 echo
+echo "ratio: the median over rounds of RPS / mean RPS of the plain runs just before and after, [lowest-highest]"
 fmt_us() { awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2fms", us / 1000; else printf "%dus", us }'; }
 if [ -n "$BEFORE" ]; then
 	echo "after: this tree; before: $BEFORE ($(git -C "$root" log -1 --format=%h "$BEFORE"))"
-	printf '%-22s %10s %10s %10s %10s %10s %10s %7s %7s\n' configuration "after RPS" "after p99" "before RPS" "before p99" "plain RPS" "plain p99" after before
+	printf '%-22s %10s %10s %10s %10s %10s %-18s %-18s\n' configuration "after RPS" "after p99" "before RPS" "before p99" "plain RPS" "after ratio" "before ratio"
 else
-	printf '%-22s %12s %10s %12s %10s %7s\n' configuration "median RPS" "p99" "plain RPS" "plain p99" ratio
+	printf '%-22s %12s %10s %12s %10s %-18s\n' configuration "median RPS" "p99" "plain RPS" "plain p99" ratio
 fi
 for c in "${configs[@]}"; do
 	read -r name _ <<<"$c"
@@ -273,14 +293,12 @@ for c in "${configs[@]}"; do
 	x_p99=$(col "$name" x 4)
 	p_rps=$(col "$name" plain 3)
 	p_p99=$(col "$name" plain 4)
-	ratio=$(awk -v x="$x_rps" -v p="$p_rps" 'BEGIN { printf "%.2f", x / p }')
 	if [ -n "$BEFORE" ]; then
 		b_rps=$(col "$name" before 3)
 		b_p99=$(col "$name" before 4)
-		b_ratio=$(awk -v x="$b_rps" -v p="$p_rps" 'BEGIN { printf "%.2f", x / p }')
-		printf '%-22s %10.0f %10s %10.0f %10s %10.0f %10s %6sx %6sx\n' "$name" "$x_rps" "$(fmt_us "$x_p99")" "$b_rps" "$(fmt_us "$b_p99")" "$p_rps" "$(fmt_us "$p_p99")" "$ratio" "$b_ratio"
+		printf '%-22s %10.0f %10s %10.0f %10s %10.0f %-18s %-18s\n' "$name" "$x_rps" "$(fmt_us "$x_p99")" "$b_rps" "$(fmt_us "$b_p99")" "$p_rps" "$(ratio_cell "$name" x)" "$(ratio_cell "$name" before)"
 	else
-		printf '%-22s %12.0f %10s %12.0f %10s %6sx\n' "$name" "$x_rps" "$(fmt_us "$x_p99")" "$p_rps" "$(fmt_us "$p_p99")" "$ratio"
+		printf '%-22s %12.0f %10s %12.0f %10s %-18s\n' "$name" "$x_rps" "$(fmt_us "$x_p99")" "$p_rps" "$(fmt_us "$p_p99")" "$(ratio_cell "$name" x)"
 	fi
 done
 
