@@ -17,6 +17,21 @@ func hasSID(revs []sessions.Revocation, sid string, reason sessions.Reason) bool
 // TestFeedAcrossStores: every kind of revocation made through one store
 // reaches a Follow on another store of the same issuer, and nothing of
 // another issuer does.
+// revokedSession creates a session of login u at at and revokes it (admin)
+// at the same time, returning its sid.
+func revokedSession(t testing.TB, a *Store, at time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, at)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, at); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	return s.SID
+}
+
 func TestFeedAcrossStores(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv, Config{})
@@ -104,18 +119,10 @@ func TestFeedAcrossStores(t *testing.T) {
 func TestFeedRetainedWindow(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv, Config{})
-	ctx := context.Background()
 	now := time.Now()
 	var sids []string
 	for _, at := range []time.Time{now.Add(-time.Hour), now.Add(-time.Minute), now} {
-		s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, at); err != nil {
-			t.Fatal(err)
-		}
-		sids = append(sids, s.SID)
+		sids = append(sids, revokedSession(t, a, at))
 	}
 	b := open(t, srv, Config{})
 	r, _ := follow(t, b, now.Add(-2*time.Minute), time.Second)
@@ -136,13 +143,7 @@ func TestFeedTrim(t *testing.T) {
 	now := time.Now()
 	const n = 300
 	for range n {
-		s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, now); err != nil {
-			t.Fatal(err)
-		}
+		revokedSession(t, a, now)
 	}
 	key := a.Base() + ":rev"
 	if l, err := c.XLen(ctx, key).Result(); err != nil || l != n {
@@ -203,15 +204,9 @@ func TestFeedReset(t *testing.T) {
 	}
 	// The same stores work on the new Redis without a reconnect by the
 	// caller, and the feed delivers from the new stream.
-	s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, time.Now())
-	if err != nil {
-		t.Fatalf("create after restart: %v", err)
-	}
-	if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	sid := revokedSession(t, a, time.Now())
 	r.wait(t, 5*time.Second, "revocation after the restart", func(r *recorder) bool {
-		return hasSID(r.revs, s.SID, sessions.ReasonAdmin)
+		return hasSID(r.revs, sid, sessions.ReasonAdmin)
 	})
 	// A store that pinged before the restart sees the new epoch too, and
 	// no second Reset comes for the same restart.
@@ -233,17 +228,10 @@ func TestFeedReset(t *testing.T) {
 func TestFeedHeardAfterWindow(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv, Config{})
-	ctx := context.Background()
 	now := time.Now()
 	const n = 2*feedBatch + 10
 	for range n {
-		s, _, _, err := a.Create(ctx, policy, sessions.New{Login: "u"}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := a.RevokeSID(ctx, s.SID, sessions.ReasonAdmin, now); err != nil {
-			t.Fatal(err)
-		}
+		revokedSession(t, a, now)
 	}
 	r, _ := follow(t, open(t, srv, Config{}), now.Add(-time.Minute), time.Hour)
 	r.wait(t, 10*time.Second, "first Heard", func(r *recorder) bool { return len(r.heard) > 0 })
