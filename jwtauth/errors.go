@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -104,10 +105,34 @@ type authError struct {
 	err    error  // wrapped sentinel
 	// retryAfter, when set, is sent as Retry-After (503 answers).
 	retryAfter time.Duration
+	// boxed is the static refusals' handlerError, built once at init.
+	boxed error
 }
 
 func (e *authError) Error() string { return e.desc }
 func (e *authError) Unwrap() error { return e.err }
+
+func init() {
+	for _, ae := range staticRefusals {
+		ae.boxed = ae.newHandlerError()
+	}
+}
+
+// handlerError is the error a refusal hands to Caddy's error handling (and
+// handle_errors): a HandlerError with its status, built once for a static
+// refusal so that refusing it allocates nothing.
+func (e *authError) handlerError() error {
+	if e.boxed != nil {
+		return e.boxed
+	}
+	return e.newHandlerError()
+}
+
+// newHandlerError sets the trace itself: caddyhttp.Error would walk the
+// stack to find one, on every refused request.
+func (e *authError) newHandlerError() error {
+	return caddyhttp.HandlerError{Err: e, StatusCode: e.status, Trace: "jwtauth.(*Handler).refuse"}
+}
 
 func malformed(desc string) *authError {
 	return invalidToken(reasonMalformed, ErrTokenMalformed, desc)

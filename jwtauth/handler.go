@@ -63,21 +63,14 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	validators []*Validator
-	strip      []string                    // normalized header names to delete from requests
-	answers    map[*authError]staticAnswer // each static refusal, rendered once
+	strip      []string              // normalized header names to delete from requests
+	challenges map[*authError]string // WWW-Authenticate of each static refusal
 	cop        *http.CrossOriginProtection
 	logger     *zap.Logger
 	// debug: the logger takes Debug entries. Caddy's log levels are
 	// fixed for the life of a config (a new one provisions a new
 	// handler), so this spares every request a Check.
 	debug bool
-}
-
-// staticAnswer is a static refusal as the handler answers it: its
-// challenge and the error returned to Caddy's error handling, boxed once.
-type staticAnswer struct {
-	challenge string
-	err       error
 }
 
 // ForwardClaim copies one claim to a request header.
@@ -201,9 +194,9 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	slices.Sort(h.strip)
 	h.strip = slices.Compact(h.strip)
 	h.cop = http.NewCrossOriginProtection()
-	h.answers = make(map[*authError]staticAnswer, len(staticRefusals))
+	h.challenges = make(map[*authError]string, len(staticRefusals))
 	for _, ae := range staticRefusals {
-		h.answers[ae] = staticAnswer{challenge: ae.wwwAuthenticate(h.Realm), err: refusalError(ae)}
+		h.challenges[ae] = ae.wwwAuthenticate(h.Realm)
 	}
 	return nil
 }
@@ -348,11 +341,11 @@ func (h *Handler) authenticate(r *http.Request) (authResult, error) {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, v *Validator, ae *authError) error {
 	v.counters.count(ae.reason)
 	repl.Set("http.auth.jwt.error", boxedReason(ae.reason))
-	answer, ok := h.answers[ae]
+	challenge, ok := h.challenges[ae]
 	if !ok {
-		answer = staticAnswer{challenge: ae.wwwAuthenticate(h.Realm), err: refusalError(ae)}
+		challenge = ae.wwwAuthenticate(h.Realm)
 	}
-	w.Header()["Www-Authenticate"] = []string{answer.challenge} // canonical key: no allocation
+	w.Header()["Www-Authenticate"] = []string{challenge} // canonical key: no allocation
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfterSeconds(ae.retryAfter))
 	}
@@ -362,14 +355,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 			c.Write(zap.String("reason", ae.reason), zap.String("description", ae.desc), zap.String("path", r.URL.Path))
 		}
 	}
-	return answer.err
-}
-
-// refusalError is the error a refusal hands to Caddy's error handling (and
-// handle_errors): a HandlerError with its status and its trace set, since
-// caddyhttp.Error would walk the stack to find one on every refused request.
-func refusalError(ae *authError) error {
-	return caddyhttp.HandlerError{Err: ae, StatusCode: ae.status, Trace: "jwtauth.(*Handler).refuse"}
+	return ae.handlerError()
 }
 
 // setIdentityCookie returns the identity cookie after a header
