@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 )
 
@@ -116,6 +117,7 @@ func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 	if found.token != "" {
 		return found, nil
 	}
+	var query url.Values // parsed once, for the first query source that needs it
 	for i := range sources {
 		s := &sources[i]
 		var tok string
@@ -127,7 +129,10 @@ func extractToken(r *http.Request, sources []TokenSource) (extracted, error) {
 			if r.URL.RawQuery == "" {
 				continue
 			}
-			tok, err = onlyValue(r.URL.Query()[s.Name])
+			if query == nil {
+				query = r.URL.Query()
+			}
+			tok, err = onlyValue(query[s.Name])
 		}
 		if err != nil {
 			return extracted{}, err
